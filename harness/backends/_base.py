@@ -1,0 +1,296 @@
+"""The contract every backend implements, and the backend-neutral parts they share.
+
+A backend turns backend-neutral specs (:mod:`harness.models`, :mod:`harness.optim`, :mod:`harness.losses`) into
+computation. Subclasses supply a handful of primitives (array conversion, autodiff, compilation); everything built
+from them (argument checks, Hessian spectra, the training loop, history) lives here once.
+
+Public methods take and return NumPy arrays (or dicts of them); ``params`` are the backend's own arrays, made by
+:meth:`Backend.init` or :meth:`Backend.load_params`, and exported with :meth:`Backend.export_params`.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from ..errors import HarnessError
+from ..hessian import Eig, Trace, hutchinson_trace, lanczos_top_eigenvalue, power_top_eigenvalue
+from ..losses import get_loss
+from ..models import FROZEN, Model, trainable_names
+from ..optim import Optimizer
+
+DTYPES = ("float32", "float64")
+DEVICES = ("cpu", "cuda")
+NTK_METHODS = ("auto", "structured", "jacobian", "ntvp")
+
+
+class TrainResult(NamedTuple):
+    params: dict            # backend arrays, trained
+    steps: np.ndarray       # the steps at which ``history`` was recorded
+    history: dict           # name -> np.ndarray stacked over recorded steps
+
+
+class Backend:
+    """Abstract backend. ``get_backend(name, device, dtype)`` returns an instance of a subclass."""
+    framework_name: str = ""
+
+    def __init__(self, device: str = "cpu", dtype: str = "float32"):
+        if dtype not in DTYPES:
+            raise HarnessError(f"unknown dtype {dtype!r}; choose float32 or float64")
+        if device not in DEVICES:
+            raise HarnessError(f"unknown device {device!r}; choose cpu or cuda")
+        self.device, self.dtype = device, dtype
+        self.np_dtype = np.dtype(dtype)
+        self._cache: dict = {}
+
+    def __repr__(self):
+        return f"<{self.framework_name} backend {self.device} {self.dtype}>"
+
+    # -- primitives a subclass provides -------------------------------------------------------------------------
+    ops = None
+
+    def _asarray(self, x):                       # numpy -> backend array on self.device, self.dtype
+        raise NotImplementedError
+
+    def to_numpy(self, x) -> np.ndarray:
+        raise NotImplementedError
+
+    def synchronize(self):
+        """Wait for queued device work (cuda synchronize / block_until_ready)."""
+
+    def _context(self):
+        return contextlib.nullcontext()
+
+    def _compile(self, key, fn):
+        """Cache (and, where the framework compiles, compile) ``fn`` under ``key``."""
+        if key not in self._cache:
+            self._cache[key] = fn
+        return self._cache[key]
+
+    def _value_and_grad(self, fn: Callable) -> Callable:
+        """fn(trainable, *args) -> scalar  ==>  g(trainable, *args) -> (value, grads dict)."""
+        raise NotImplementedError
+
+    def _jacobian_ntk(self, f1, f2, trainable):
+        raise NotImplementedError
+
+    def _ntvp_ntk(self, f1, f2, trainable):
+        raise NotImplementedError
+
+    def _hvp_fn(self, fn: Callable) -> Callable:
+        """fn(trainable) -> scalar  ==>  h(trainable, tangent dict) -> Hessian-vector product dict."""
+        raise NotImplementedError
+
+    # -- arrays and parameters ----------------------------------------------------------------------------------
+    def asarray(self, x, name: str = "x"):
+        """NumPy (or list) -> backend array, after checking it is finite."""
+        arr = np.asarray(x, dtype=self.np_dtype)
+        if not np.all(np.isfinite(arr)):
+            raise HarnessError(f"{name} contains NaN or inf")
+        return self._asarray(arr)
+
+    def load_params(self, params: dict) -> dict:
+        """Dict of NumPy arrays -> backend parameters."""
+        return {k: self.asarray(v, name=f"parameter {k}") for k, v in params.items()}
+
+    def export_params(self, params: dict) -> dict:
+        """Backend parameters -> dict of float64 NumPy arrays (loadable by any backend)."""
+        return {k: self.to_numpy(v).astype(np.float64) for k, v in params.items()}
+
+    def init(self, model: Model, seed: int) -> dict:
+        """Initialise ``model`` from ``seed`` (in NumPy, so every backend gets the same weights)."""
+        with self._context():
+            return self.load_params(model.init(int(seed)))
+
+    @staticmethod
+    def _split(params):
+        return ({k: params[k] for k in trainable_names(params)},
+                {k: v for k, v in params.items() if k.startswith(FROZEN)})
+
+    def _x(self, x, name="x"):
+        if x is None:
+            return None
+        if isinstance(x, np.ndarray) or isinstance(x, (list, tuple, float, int)):
+            return self.asarray(x, name)
+        return x
+
+    # -- forward ------------------------------------------------------------------------------------------------
+    def apply(self, model: Model, params: dict, x) -> np.ndarray:
+        """Model outputs on ``x`` as NumPy."""
+        with self._context():
+            fn = self._compile(("apply", model), lambda p, xx: model.apply(p, xx, self.ops))
+            return self.to_numpy(fn(params, self._x(x)))
+
+    def preactivations(self, model: Model, params: dict, x) -> list:
+        """Every layer's pre-activation (models that define ``preactivations``, e.g. :class:`MLP`)."""
+        if not hasattr(model, "preactivations"):
+            raise HarnessError(f"{type(model).__name__} has no preactivations")
+        with self._context():
+            fn = self._compile(("pre", model), lambda p, xx: model.preactivations(p, xx, self.ops))
+            return [self.to_numpy(h) for h in fn(params, self._x(x))]
+
+    # -- kernels ------------------------------------------------------------------------------------------------
+    def ntk(self, model: Model, params: dict, x1, x2=None, method: str = "auto") -> np.ndarray:
+        """Empirical NTK Theta(x1, x2) = J(x1) J(x2)^T over the trainable parameters.
+
+        ``method``: ``structured`` (per-layer Gram factorisation; MLPs), ``jacobian`` (full Jacobian contraction),
+        ``ntvp`` (NTK-vector products: vjp then jvp, never materialising J), or ``auto`` (structured when the model
+        has it, else jacobian). Returns (N1, N2) for scalar outputs, (N1, N2, k, k) for k outputs.
+        """
+        if method not in NTK_METHODS:
+            raise HarnessError(f"unknown NTK method {method!r}; choose one of {', '.join(NTK_METHODS)}")
+        return self.to_numpy(self.ntk_raw(model, params, x1, x2, method))
+
+    def ntk_raw(self, model, params, x1, x2=None, method="auto"):
+        """As :meth:`ntk` but returns the backend array (no host transfer); used by benchmarks."""
+        with self._context():
+            x1 = self._x(x1, "x1")
+            x2 = self._x(x2, "x2")
+            if method in ("auto", "structured"):
+                fn = self._compile(("sntk", model, x2 is None),
+                                   lambda p, a, b: model.structured_ntk(p, a, b, self.ops))
+                out = fn(params, x1, x2)
+                if out is not None:
+                    return out
+                if method == "structured":
+                    raise HarnessError(f"{type(model).__name__} has no structured NTK; use method='jacobian'")
+            trainable, frozen = self._split(params)
+            k = model.output_dim
+            x2e = x1 if x2 is None else x2
+            prim = self._ntvp_ntk if method == "ntvp" else self._jacobian_ntk
+
+            def kern(trainable, frozen, a, b):
+                def f(xx):
+                    return lambda p: self.ops.reshape(model.apply({**p, **frozen}, xx, self.ops), (-1,))
+                return prim(f(a), f(b), trainable)
+            k_flat = self._compile(("gntk", model, prim.__name__), kern)(trainable, frozen, x1, x2e)
+            n1, n2 = x1.shape[0], x2e.shape[0]
+            if k == 1:
+                return self.ops.reshape(k_flat, (n1, n2))
+            return self.ops.transpose4(self.ops.reshape(k_flat, (n1, k, n2, k)))
+
+    # -- losses, gradients, Hessians ----------------------------------------------------------------------------
+    def _loss_fn(self, model, loss):
+        lf = get_loss(loss)
+        return lambda trainable, frozen, x, y: lf(model.apply({**trainable, **frozen}, x, self.ops), y, self.ops)
+
+    def loss(self, model: Model, params: dict, x, y, loss="mse") -> float:
+        with self._context():
+            trainable, frozen = self._split(params)
+            fn = self._compile(("loss", model, loss), self._loss_fn(model, loss))
+            return float(self.to_numpy(fn(trainable, frozen, self._x(x), self._x(y, "y"))))
+
+    def grad(self, model: Model, params: dict, x, y, loss="mse") -> dict:
+        with self._context():
+            trainable, frozen = self._split(params)
+            g = self._compile(("grad", model, loss), self._value_and_grad(self._loss_fn(model, loss)))
+            _, grads = g(trainable, frozen, self._x(x), self._x(y, "y"))
+            return {k: self.to_numpy(v) for k, v in grads.items()}
+
+    def _flat_hvp(self, model, params, x, y, loss):
+        """A function flat numpy vector -> flat numpy H v, over trainable params in sorted-name order."""
+        trainable, frozen = self._split(params)
+        names = sorted(trainable)
+        shapes = [tuple(trainable[n].shape) for n in names]
+        sizes = [int(np.prod(s)) for s in shapes]
+        with self._context():
+            xb, yb = self._x(x), self._x(y, "y")
+        lf = self._loss_fn(model, loss)
+        hv = self._compile(("hvp", model, loss), self._hvp_fn(lf))
+
+        def flat(v):
+            with self._context():
+                parts = np.split(np.asarray(v, dtype=self.np_dtype), np.cumsum(sizes)[:-1])
+                tangent = {n: self._asarray(p.reshape(s)) for n, p, s in zip(names, parts, shapes)}
+                out = hv(trainable, frozen, xb, yb, tangent)
+                return np.concatenate([self.to_numpy(out[n]).ravel() for n in names]).astype(np.float64)
+        return flat, int(sum(sizes))
+
+    def hvp(self, model: Model, params: dict, x, y, v, loss="mse") -> np.ndarray:
+        """Hessian of the loss (over trainable params, sorted by name, flattened) times the flat vector ``v``."""
+        fn, dim = self._flat_hvp(model, params, x, y, loss)
+        v = np.asarray(v, dtype=np.float64).ravel()
+        if v.shape[0] != dim:
+            raise HarnessError(f"v has {v.shape[0]} entries, the model has {dim} trainable parameters")
+        return fn(v)
+
+    def hessian_top_eigenvalue(self, model, params, x, y, loss="mse", method="lanczos", tol=1e-3, seed=0) -> Eig:
+        """Top Hessian eigenvalue: ``lanczos`` (scipy ARPACK) or ``power`` iteration; returns (value, n_hvp)."""
+        fn, dim = self._flat_hvp(model, params, x, y, loss)
+        if method == "lanczos":
+            return lanczos_top_eigenvalue(fn, dim, tol=tol, seed=seed)
+        if method == "power":
+            return power_top_eigenvalue(fn, dim, tol=tol, seed=seed)
+        raise HarnessError(f"unknown eigenvalue method {method!r}; choose lanczos or power")
+
+    def hessian_trace(self, model, params, x, y, loss="mse", n_samples=32, seed=0) -> Trace:
+        """Hutchinson estimate of tr(H) with its standard error."""
+        fn, dim = self._flat_hvp(model, params, x, y, loss)
+        return hutchinson_trace(fn, dim, n_samples=n_samples, seed=seed)
+
+    # -- training -----------------------------------------------------------------------------------------------
+    def train_step_fn(self, model: Model, optimizer: Optimizer, loss="mse"):
+        """Compiled step (trainable, frozen, state, x, y) -> (trainable, state, loss value)."""
+        mults = model.lr_multipliers(optimizer.kind)
+        vg = self._value_and_grad(self._loss_fn(model, loss))
+
+        def step(trainable, frozen, state, x, y):
+            value, grads = vg(trainable, frozen, x, y)
+            trainable, state = optimizer.update(grads, state, trainable, mults, self.ops)
+            return trainable, state, value
+        return self._compile(("step", model, optimizer, loss), step)
+
+    def train(self, model: Model, params: dict, x, y, optimizer: Optimizer, steps: int, loss="mse",
+              batch_size: int | None = None, seed: int = 0, record: dict | None = None,
+              record_every: int = 1) -> TrainResult:
+        """Train for ``steps`` steps; full-batch GD unless ``batch_size`` is given (minibatches drawn from ``seed``).
+
+        ``record`` maps names to ``fn(params, step) -> array-like``, evaluated every ``record_every`` steps and at
+        the end (params are backend arrays, frozen ones included); the training loss is always recorded as
+        ``loss``. The per-layer learning-rate multipliers come from ``model.lr_multipliers(optimizer.kind)``.
+        """
+        if isinstance(steps, bool) or int(steps) != steps or steps < 0:
+            raise HarnessError(f"steps must be a non-negative integer, got {steps!r}")
+        if record_every < 1:
+            raise HarnessError("record_every must be >= 1")
+        record = dict(record or {})
+        with self._context():
+            xa, ya = self._x(x), self._x(y, "y")
+            n = xa.shape[0] if xa is not None else 1
+            if batch_size is not None and not 1 <= batch_size <= n:
+                raise HarnessError(f"batch_size must be in 1..{n}, got {batch_size}")
+            trainable, frozen = self._split(params)
+            state = optimizer.init(trainable, self.ops)
+            step = self.train_step_fn(model, optimizer, loss)
+            lossfn = self._compile(("loss", model, loss), self._loss_fn(model, loss))
+            rng = np.random.default_rng(seed)
+            order, pos = None, 0
+            steps_rec, hist = [], {"loss": []}
+            hist.update({k: [] for k in record})
+
+            def snapshot(t):
+                p = {**trainable, **frozen}
+                steps_rec.append(t)
+                hist["loss"].append(float(self.to_numpy(lossfn(trainable, frozen, xa, ya))))
+                for name, fn in record.items():
+                    hist[name].append(np.asarray(fn(p, t)))
+
+            for t in range(int(steps)):
+                if t % record_every == 0:
+                    snapshot(t)
+                if batch_size is None or batch_size == n:
+                    xb, yb = xa, ya
+                else:
+                    if order is None or pos + batch_size > n:
+                        order, pos = rng.permutation(n), 0
+                    idx = self._index(order[pos:pos + batch_size])
+                    pos += batch_size
+                    xb, yb = xa[idx], ya[idx]
+                trainable, state, _ = step(trainable, frozen, state, xb, yb)
+            snapshot(int(steps))
+            history = {k: np.stack(v) if v else np.zeros(0) for k, v in hist.items()}
+            return TrainResult({**trainable, **frozen}, np.asarray(steps_rec), history)
+
+    def _index(self, idx: np.ndarray):
+        return idx

@@ -1,0 +1,123 @@
+"""JAX backend. Imports jax only when instantiated; float64 runs inside ``jax.enable_x64(True)`` so x64 never
+leaks into the caller's process-wide config. Model functions are ``jax.jit``-compiled once per model and cached."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import HarnessError
+from ._base import Backend
+
+
+class JaxOps:
+    """The array namespace models and optimisers are written against (jax.numpy flavour)."""
+
+    def __init__(self, jnp, jax):
+        self.jnp, self._jax = jnp, jax
+        for name in ("matmul", "einsum", "tanh", "sin", "cos", "exp", "log", "sqrt", "arcsinh", "sinh", "cosh",
+                     "abs", "sign", "maximum", "minimum", "where", "zeros_like", "ones_like", "stack",
+                     "concatenate", "reshape", "outer", "square", "prod", "arange", "clip", "log1p", "expm1"):
+            setattr(self, name, getattr(jnp, name))
+        self.asinh = jnp.arcsinh
+        self.erf = jax.scipy.special.erf
+        self.log_softmax = jax.nn.log_softmax
+        self.logsumexp = jax.scipy.special.logsumexp
+
+    def sum(self, x, axis=None, keepdims=False):
+        return self.jnp.sum(x, axis=axis, keepdims=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        return self.jnp.mean(x, axis=axis, keepdims=keepdims)
+
+    def relu(self, x):
+        return self.jnp.maximum(x, 0)
+
+    def heaviside(self, x):
+        return (x > 0).astype(x.dtype)
+
+    def transpose(self, x):
+        return self.jnp.swapaxes(x, -1, -2)
+
+    def transpose4(self, x):
+        return self.jnp.transpose(x, (0, 2, 1, 3))
+
+    def eye(self, k, like):
+        return self.jnp.eye(k, dtype=like.dtype)
+
+
+class JaxBackend(Backend):
+    framework_name = "jax"
+
+    def __init__(self, device: str = "cpu", dtype: str = "float32"):
+        super().__init__(device, dtype)
+        try:
+            import jax
+            import jax.numpy as jnp
+        except ImportError as e:
+            raise HarnessError(f"backend 'jax' is not installed ({e}); pip install jax") from None
+        self.jax, self.jnp = jax, jnp
+        platform = "gpu" if device == "cuda" else "cpu"
+        try:
+            devices = jax.devices(platform)
+        except RuntimeError:
+            devices = []
+        if not devices:
+            raise HarnessError(f"device {device!r} not available to jax (no {platform.upper()} backend found)")
+        self._device = devices[0]
+        self.ops = JaxOps(jnp, jax)
+
+    def _context(self):
+        return self.jax.enable_x64(self.dtype == "float64")
+
+    def _asarray(self, x):
+        return self.jax.device_put(self.jnp.asarray(x, dtype=self.dtype), self._device)
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    def synchronize(self, x=None):
+        if x is not None:
+            self.jax.block_until_ready(x)
+        else:
+            self.jax.effects_barrier()
+
+    def _compile(self, key, fn):
+        key = (key, self.dtype)
+        if key not in self._cache:
+            self._cache[key] = self.jax.jit(fn)
+        return self._cache[key]
+
+    def _value_and_grad(self, fn):
+        return self.jax.value_and_grad(fn)
+
+    def _hvp_fn(self, fn):
+        jax = self.jax
+
+        def hvp(trainable, frozen, x, y, tangent):
+            g = lambda p: jax.grad(fn)(p, frozen, x, y)
+            return jax.jvp(g, (trainable,), (tangent,))[1]
+        return hvp
+
+    def _jacobian_ntk(self, f1, f2, trainable):
+        jax, jnp = self.jax, self.jnp
+
+        def contract(p):
+            j1 = jax.jacrev(f1)(p)
+            j2 = j1 if f2 is f1 else jax.jacrev(f2)(p)
+            out = 0.0
+            for k in p:
+                a = j1[k].reshape(j1[k].shape[0], -1)
+                b = j2[k].reshape(j2[k].shape[0], -1)
+                out = out + a @ b.T
+            return out
+        return contract(trainable)
+
+    def _ntvp_ntk(self, f1, f2, trainable):
+        jax, jnp = self.jax, self.jnp
+
+        def kernel(p):
+            out2, vjp2 = jax.vjp(f2, p)
+            basis = jnp.eye(out2.shape[0], dtype=out2.dtype)
+            cot = jax.vmap(lambda e: vjp2(e)[0])(basis)            # rows of J2, as param-shaped tangents
+            col = jax.vmap(lambda t: jax.jvp(f1, (p,), (t,))[1])(cot)   # (N2, N1) = (J1 J2^T)^T
+            return col.T
+        return kernel(trainable)

@@ -1,0 +1,127 @@
+"""PyTorch backend. Imports torch only when instantiated; autodiff through ``torch.func`` on parameter dicts,
+so models stay pure functions exactly as in the JAX backend."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import HarnessError
+from ._base import Backend
+
+
+class TorchOps:
+    """The array namespace models and optimisers are written against (torch flavour, numpy-style names)."""
+
+    def __init__(self, torch):
+        self.torch = torch
+        for name in ("matmul", "einsum", "tanh", "sin", "cos", "exp", "log", "sqrt", "sinh", "cosh", "abs",
+                     "sign", "maximum", "minimum", "where", "zeros_like", "ones_like", "stack", "reshape",
+                     "outer", "square", "prod", "arange", "clip", "log1p", "expm1"):
+            setattr(self, name, getattr(torch, name))
+        self.arcsinh = self.asinh = torch.asinh
+        self.erf = torch.special.erf
+        self.concatenate = torch.cat
+
+    def sum(self, x, axis=None, keepdims=False):
+        return self.torch.sum(x) if axis is None else self.torch.sum(x, dim=axis, keepdim=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        return self.torch.mean(x) if axis is None else self.torch.mean(x, dim=axis, keepdim=keepdims)
+
+    def relu(self, x):
+        return self.torch.relu(x)
+
+    def heaviside(self, x):
+        return (x > 0).to(x.dtype)
+
+    def transpose(self, x):
+        return x.transpose(-1, -2)
+
+    def transpose4(self, x):
+        return x.permute(0, 2, 1, 3)
+
+    def log_softmax(self, x, axis=-1):
+        return self.torch.log_softmax(x, dim=axis)
+
+    def logsumexp(self, x, axis=None):
+        return self.torch.logsumexp(x, dim=axis if axis is not None else tuple(range(x.ndim)))
+
+    def eye(self, k, like):
+        return self.torch.eye(k, dtype=like.dtype, device=like.device)
+
+
+class TorchBackend(Backend):
+    framework_name = "torch"
+
+    def __init__(self, device: str = "cpu", dtype: str = "float32"):
+        super().__init__(device, dtype)
+        try:
+            import torch
+            import torch.func
+        except ImportError as e:
+            raise HarnessError(f"backend 'torch' is not installed ({e}); pip install torch==2.13.0") from None
+        if device == "cuda" and not torch.cuda.is_available():
+            raise HarnessError("device 'cuda' not available to torch (torch.cuda.is_available() is False)")
+        self.torch, self.func = torch, torch.func
+        self._device = torch.device(device)
+        self._tdtype = getattr(torch, dtype)
+        self.ops = TorchOps(torch)
+
+    def _asarray(self, x):
+        return self.torch.as_tensor(np.ascontiguousarray(x), dtype=self._tdtype, device=self._device)
+
+    def to_numpy(self, x):
+        if isinstance(x, self.torch.Tensor):
+            return x.detach().cpu().numpy()
+        return np.asarray(x)
+
+    def synchronize(self, x=None):
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+    def _index(self, idx):
+        return self.torch.as_tensor(idx, device=self._device)
+
+    def _compile(self, key, fn):
+        key = (key, self.dtype)
+        if key not in self._cache:
+            no_grad = self.torch.no_grad
+
+            def wrapped(*a, **k):
+                with no_grad():
+                    return fn(*a, **k)
+            self._cache[key] = wrapped
+        return self._cache[key]
+
+    def _value_and_grad(self, fn):
+        g = self.func.grad_and_value(fn)
+
+        def vg(*args):
+            grads, value = g(*args)
+            return value, grads
+        return vg
+
+    def _hvp_fn(self, fn):
+        func = self.func
+
+        def hvp(trainable, frozen, x, y, tangent):
+            g = lambda p: func.grad(fn)(p, frozen, x, y)
+            return func.jvp(g, (trainable,), (tangent,))[1]
+        return hvp
+
+    def _jacobian_ntk(self, f1, f2, trainable):
+        j1 = self.func.jacrev(f1)(trainable)
+        j2 = self.func.jacrev(f2)(trainable)
+        out = 0.0
+        for k in trainable:
+            a = j1[k].reshape(j1[k].shape[0], -1)
+            b = j2[k].reshape(j2[k].shape[0], -1)
+            out = out + a @ b.T
+        return out
+
+    def _ntvp_ntk(self, f1, f2, trainable):
+        func, torch = self.func, self.torch
+        out2, vjp2 = func.vjp(f2, trainable)
+        basis = torch.eye(out2.shape[0], dtype=out2.dtype, device=out2.device)
+        cot = func.vmap(lambda e: vjp2(e)[0])(basis)
+        col = func.vmap(lambda t: func.jvp(f1, (trainable,), (t,))[1])(cot)
+        return col.T

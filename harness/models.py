@@ -1,0 +1,272 @@
+"""Backend-neutral model specs.
+
+A model is *parameters plus a pure apply function*: ``init(seed) -> {name: numpy array}`` and
+``apply(params, x, ops) -> outputs``, where ``ops`` is the backend's array namespace (``backend.ops``). Parameters
+are created in NumPy from an explicit seed, so the same weights run on every backend. Names starting with
+``frozen/`` are constants (not trained, not differentiated): centring keeps ``w0`` there.
+
+- :class:`MLP`: fully connected net in a named parametrisation (required), with its per-layer learning-rate
+  multipliers, a structured NTK (per-layer Gram factorisation) and its analytic infinite-width kernels beside it.
+- :class:`FunctionModel`: any model from an ``init`` and an ``apply`` function (diagonal nets, tensor models...).
+- :func:`output_scaled`: ``alpha * (f(w) - f(w0))`` (centred) or ``alpha * f(w)``, Chizat's lazy-training setting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .activations import get_activation
+from .errors import HarnessError
+from .parametrisation import get_parametrisation
+
+FROZEN = "frozen/"
+
+
+def trainable_names(params) -> list[str]:
+    return sorted(k for k in params if not k.startswith(FROZEN))
+
+
+class Model:
+    """Interface every model implements. Subclasses set ``output_dim`` and implement ``init`` and ``apply``."""
+    output_dim: int = 1
+
+    def init(self, seed: int) -> dict:
+        raise NotImplementedError
+
+    def apply(self, params, x, ops):
+        raise NotImplementedError
+
+    def lr_multipliers(self, optimizer_kind: str) -> dict:
+        """Per-parameter learning-rate multipliers (default: 1 for every trainable parameter)."""
+        return {}
+
+    def structured_ntk(self, params, x1, x2, ops):
+        """Fast NTK if the model has one (returns None otherwise)."""
+        return None
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise HarnessError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class MLP(Model):
+    """Fully connected net: ``depth`` hidden layers of ``width`` units, then a linear readout.
+
+    Layer l computes ``h_l = mult_l * (x_{l-1} @ W_l) + bias_mult_l * b_l`` and ``x_l = phi(h_l)``; the scales come
+    from the parametrisation's abc-table (see :mod:`harness.parametrisation`) relative to ``base_width``.
+    ``weight_std`` defaults to the activation's natural value (sqrt 2 for ReLU, 1 otherwise).
+    ``zero_readout`` initialises the readout at zero (muP's variant).
+    """
+    input_dim: int
+    width: int
+    depth: int
+    parametrisation: str
+    activation: str = "relu"
+    output_dim: int = 1
+    bias: bool = False
+    weight_std: float | None = None
+    bias_std: float = 0.1
+    base_width: int = 1
+    zero_readout: bool = False
+
+    def __post_init__(self):
+        for name in ("input_dim", "width", "depth", "output_dim", "base_width"):
+            _check_positive_int(name, getattr(self, name))
+        get_parametrisation(self.parametrisation)
+        get_activation(self.activation)
+        if self.bias_std < 0 or (self.weight_std is not None and self.weight_std <= 0):
+            raise HarnessError("weight_std must be > 0 and bias_std >= 0")
+
+    # -- scales -------------------------------------------------------------------------------------------------
+    @property
+    def s_w(self) -> float:
+        return float(self.weight_std if self.weight_std is not None else get_activation(self.activation).default_weight_std)
+
+    def layers(self):
+        """[(kind, fan_in, fan_out)] for the depth + 1 weight matrices."""
+        out = []
+        for l in range(self.depth + 1):
+            fan_in = self.input_dim if l == 0 else self.width
+            fan_out = self.output_dim if l == self.depth else self.width
+            kind = "input" if l == 0 else ("output" if l == self.depth else "hidden")
+            out.append((kind, fan_in, fan_out))
+        return out
+
+    def scales(self):
+        """Per layer: (weight LayerScales, bias LayerScales)."""
+        p = get_parametrisation(self.parametrisation)
+        res = []
+        for kind, fan_in, _ in self.layers():
+            w = p.layer(kind, fan_in, self.s_w, self.width, self.base_width)
+            b = p.layer("bias", 1, self.bias_std, self.width, self.base_width)
+            res.append((w, b))
+        return res
+
+    # -- the model ----------------------------------------------------------------------------------------------
+    def init(self, seed: int) -> dict:
+        rng = np.random.default_rng(seed)
+        params = {}
+        for l, ((kind, fan_in, fan_out), (ws, bs)) in enumerate(zip(self.layers(), self.scales())):
+            std = 0.0 if (kind == "output" and self.zero_readout) else ws.init_std
+            params[f"W{l}"] = std * rng.standard_normal((fan_in, fan_out))
+            if self.bias:
+                params[f"b{l}"] = bs.init_std * rng.standard_normal((fan_out,))
+        return params
+
+    def _forward(self, params, x, ops):
+        act = get_activation(self.activation)
+        scales = self.scales()
+        xs, hs = [x], []
+        for l in range(self.depth + 1):
+            ws, bs = scales[l]
+            h = ws.multiplier * ops.matmul(xs[-1], params[f"W{l}"])
+            if self.bias:
+                h = h + bs.multiplier * params[f"b{l}"]
+            hs.append(h)
+            if l < self.depth:
+                xs.append(act.fn(ops, h))
+        return xs, hs
+
+    def apply(self, params, x, ops):
+        return self._forward(params, x, ops)[1][-1]
+
+    def preactivations(self, params, x, ops):
+        """Pre-activations of every layer, the readout last."""
+        return self._forward(params, x, ops)[1]
+
+    def lr_multipliers(self, optimizer_kind: str) -> dict:
+        mults = {}
+        for l, (ws, bs) in enumerate(self.scales()):
+            mults[f"W{l}"] = ws.lr(optimizer_kind)
+            if self.bias:
+                mults[f"b{l}"] = bs.lr(optimizer_kind)
+        return mults
+
+    def structured_ntk(self, params, x1, x2, ops):
+        """Empirical NTK by per-layer Gram factorisation.
+
+        d f_a / d W_l = mult_l * x_{l-1} (x) delta_{l,a}, with delta_l = d f / d h_l, so
+        Theta(x, x') = sum_l mult_l^2 <x_{l-1}, x'_{l-1}> <delta_l, delta'_l> (+ bias_mult_l^2 <delta_l, delta'_l>).
+        Returns (N1, N2) for scalar output, (N1, N2, k, k) otherwise. Cost: O(N n^2 L + N^2 n L), no Jacobian.
+        """
+        act = get_activation(self.activation)
+        scales = self.scales()
+        k = self.output_dim
+
+        def grams(xa):
+            xs, hs = self._forward(params, xa, ops)
+            deltas = [None] * (self.depth + 1)
+            deltas[-1] = None   # identity over outputs: handled in closed form below
+            # delta_l has shape (N, k, n); start at the last hidden layer
+            d = None
+            for l in range(self.depth - 1, -1, -1):
+                w_next = params[f"W{l + 1}"]
+                mult_next = scales[l + 1][0].multiplier
+                if d is None:       # from the readout: d f_a / d x_l = mult_L * W_L[:, a]
+                    back = mult_next * ops.transpose(w_next)[None, :, :]          # (1, k, n)
+                else:
+                    back = mult_next * ops.matmul(d, ops.transpose(w_next))       # (N, k, n)
+                d = back * act.deriv(ops, hs[l])[:, None, :]
+                deltas[l] = d
+            return xs, deltas
+
+        xs1, d1 = grams(x1)
+        xs2, d2 = (xs1, d1) if x2 is None else grams(x2)
+        n1, n2 = xs1[0].shape[0], xs2[0].shape[0]
+        total = None
+        for l in range(self.depth + 1):
+            ws, bs = scales[l]
+            xg = ops.matmul(xs1[l], ops.transpose(xs2[l]))                         # (N1, N2)
+            if l == self.depth:
+                dg_full = None
+                term_w = ws.multiplier ** 2 * xg
+                term = term_w + (bs.multiplier ** 2 if self.bias else 0.0)
+                term = term[:, :, None, None] * ops.eye(k, like=xg)[None, None] if k > 1 else term
+            else:
+                if k == 1:
+                    dg = ops.matmul(d1[l][:, 0, :], ops.transpose(d2[l][:, 0, :]))  # (N1, N2)
+                    term = ws.multiplier ** 2 * xg * dg
+                    if self.bias:
+                        term = term + bs.multiplier ** 2 * dg
+                else:
+                    dg_full = ops.einsum("iam,jbm->ijab", d1[l], d2[l])
+                    coef = ws.multiplier ** 2 * xg + (bs.multiplier ** 2 if self.bias else 0.0)
+                    term = coef[:, :, None, None] * dg_full
+            total = term if total is None else total + term
+        return total
+
+    def analytic_kernels(self, x1, x2=None):
+        """Infinite-width (NNGP, NTK) of this architecture in the NTK parametrisation (numpy, float64)."""
+        from .analytic import mlp_kernels
+        return mlp_kernels(x1, x2, depth=self.depth, activation=self.activation,
+                           weight_std=self.s_w, bias_std=self.bias_std if self.bias else 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class FunctionModel(Model):
+    """Any model given as an ``init(seed) -> dict of numpy arrays`` and a pure ``apply(params, x, ops)``.
+
+    ``lr`` optionally maps parameter names to learning-rate multipliers. ``x`` may be ``None`` for models without
+    inputs (e.g. a tensor decomposition, whose output is the tensor itself).
+    """
+    name: str
+    init_fn: Callable
+    apply_fn: Callable
+    output_dim: int = 1
+    lr: dict = field(default_factory=dict)
+
+    def init(self, seed: int) -> dict:
+        return {k: np.asarray(v, dtype=float) for k, v in self.init_fn(seed).items()}
+
+    def apply(self, params, x, ops):
+        return self.apply_fn(params, x, ops)
+
+    def lr_multipliers(self, optimizer_kind: str) -> dict:
+        return dict(self.lr)
+
+
+@dataclass(frozen=True)
+class OutputScaled(Model):
+    """``alpha * (f(w) - f(w0))`` when ``centered`` (w0 kept frozen in the params), else ``alpha * f(w)``."""
+    inner: Model
+    alpha: float
+    centered: bool = True
+
+    @property
+    def output_dim(self):
+        return self.inner.output_dim
+
+    def init(self, seed: int) -> dict:
+        p = self.inner.init(seed)
+        if self.centered:
+            p.update({FROZEN + k: v.copy() for k, v in list(p.items())})
+        return p
+
+    def _split(self, params):
+        live = {k: v for k, v in params.items() if not k.startswith(FROZEN)}
+        frozen = {k[len(FROZEN):]: v for k, v in params.items() if k.startswith(FROZEN)}
+        return live, frozen
+
+    def apply(self, params, x, ops):
+        live, frozen = self._split(params)
+        out = self.inner.apply(live, x, ops)
+        if self.centered:
+            out = out - self.inner.apply(frozen, x, ops)
+        return self.alpha * out
+
+    def lr_multipliers(self, optimizer_kind: str) -> dict:
+        return self.inner.lr_multipliers(optimizer_kind)
+
+    def structured_ntk(self, params, x1, x2, ops):
+        k = self.inner.structured_ntk(self._split(params)[0], x1, x2, ops)
+        return None if k is None else self.alpha ** 2 * k
+
+
+def output_scaled(model: Model, alpha: float, centered: bool = True) -> OutputScaled:
+    if not alpha > 0:
+        raise HarnessError(f"output scale alpha must be > 0, got {alpha!r}")
+    return OutputScaled(model, float(alpha), centered)

@@ -1,0 +1,67 @@
+"""Optimisers as optax-style pairs of pure functions over parameter dicts, written once with ``ops``.
+
+``opt.init(params, ops) -> state`` and ``opt.update(grads, state, params, lr_mults, ops) -> (params, state)``.
+``lr_mults`` maps parameter names to the per-layer learning-rate multipliers of the model's parametrisation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    kind: str                 # "sgd" or "adam"
+    lr: float
+    momentum: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        if self.kind not in ("sgd", "adam"):
+            raise HarnessError(f"unknown optimizer {self.kind!r}; known: sgd, adam")
+        if not self.lr > 0:
+            raise HarnessError(f"learning rate must be > 0, got {self.lr!r}")
+
+    def init(self, params, ops):
+        if self.kind == "adam":
+            return {"t": 0, "m": {k: ops.zeros_like(v) for k, v in params.items()},
+                    "v": {k: ops.zeros_like(v) for k, v in params.items()}}
+        if self.momentum:
+            return {"t": 0, "m": {k: ops.zeros_like(v) for k, v in params.items()}}
+        return {"t": 0}
+
+    def update(self, grads, state, params, lr_mults, ops):
+        t = state["t"] + 1
+        new, new_state = {}, {"t": t}
+        if self.kind == "adam":
+            ms, vs = {}, {}
+            for k, g in grads.items():
+                m = self.b1 * state["m"][k] + (1 - self.b1) * g
+                v = self.b2 * state["v"][k] + (1 - self.b2) * g * g
+                mhat = m / (1 - self.b1 ** t)
+                vhat = v / (1 - self.b2 ** t)
+                new[k] = params[k] - self.lr * lr_mults.get(k, 1.0) * mhat / (ops.sqrt(vhat) + self.eps)
+                ms[k], vs[k] = m, v
+            new_state.update(m=ms, v=vs)
+        elif self.momentum:
+            ms = {}
+            for k, g in grads.items():
+                ms[k] = self.momentum * state["m"][k] + g
+                new[k] = params[k] - self.lr * lr_mults.get(k, 1.0) * ms[k]
+            new_state["m"] = ms
+        else:
+            for k, g in grads.items():
+                new[k] = params[k] - self.lr * lr_mults.get(k, 1.0) * g
+        return new, new_state
+
+
+def sgd(lr: float, momentum: float = 0.0) -> Optimizer:
+    """(Minibatch or full-batch) gradient descent; full batch when training is given no batch size."""
+    return Optimizer("sgd", lr, momentum=momentum)
+
+
+def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+    return Optimizer("adam", lr, b1=b1, b2=b2, eps=eps)

@@ -1,0 +1,100 @@
+"""Parametrisations of a fully connected net, generated from one abc-table.
+
+Every layer has a *kind* (``input``, ``hidden``, ``output``, ``bias``) and a fan-in ``F``. A parametrisation is a
+*base style* plus exponents of the width ratio ``m = width / base_width``:
+
+=========  ==============================  ===================================
+style      init std of W                   forward multiplier
+=========  ==============================  ===================================
+``sp``     ``s / sqrt(F) * m**-b``         ``m**-a``
+``ntk``    ``m**-b`` (W ~ N(0, 1))         ``s / sqrt(F) * m**-a``
+=========  ==============================  ===================================
+
+and per-layer learning-rate multipliers ``m**-c_sgd`` (SGD) and ``m**-c_adam`` (Adam). ``s`` is the layer's weight
+std (``bias_std`` for biases, whose fan-in is 1). The table (CLAIMS.md section D; Yang & Hu 2021, TP-V Table 3):
+
+- ``standard`` (SP): sp style, every exponent 0: init var 1/fan_in everywhere, one global learning rate.
+- ``ntk``: ntk style, every exponent 0: W ~ N(0, 1), multiplier s/sqrt(fan_in), one learning rate.
+- ``mup``: sp style. input: SGD lr x m; hidden: Adam lr / m; output: init std x m^-1/2 (var ~ 1/n^2 when
+  ``base_width`` = 1), SGD and Adam lr / m; biases like the input layer. ``zero_readout`` gives the zero-init variant.
+- ``mean-field``: ntk style with the readout multiplier x m^-1/2 (so 1/n when ``base_width`` = 1) and every
+  learning rate x m: the two-layer mean-field net (readout 1/n, lr x n). For deeper nets it is that scaling applied
+  layer-wise, not a separate theory.
+
+At ``m = 1`` (width == base_width) mup coincides with standard, and mean-field with ntk: the multipliers all equal 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import HarnessError
+
+LAYER_KINDS = ("input", "hidden", "output", "bias")
+
+
+@dataclass(frozen=True)
+class ABC:
+    """Exponents of m for one layer kind: forward multiplier a, init std b, learning rates c (SGD, Adam)."""
+    a: float = 0.0
+    b: float = 0.0
+    c_sgd: float = 0.0
+    c_adam: float = 0.0
+
+
+@dataclass(frozen=True)
+class Parametrisation:
+    name: str
+    style: str                      # "sp" or "ntk"
+    table: dict                     # layer kind -> ABC
+
+    def layer(self, kind: str, fan_in: int, weight_std: float, width: int, base_width: int) -> "LayerScales":
+        if kind not in LAYER_KINDS:
+            raise HarnessError(f"unknown layer kind {kind!r}")
+        m = width / base_width
+        e = self.table.get(kind, ABC())
+        s = float(weight_std)
+        if self.style == "sp":
+            std, mult = s / np.sqrt(fan_in) * m ** -e.b, m ** -e.a
+        else:
+            std, mult = m ** -e.b, s / np.sqrt(fan_in) * m ** -e.a
+        return LayerScales(init_std=float(std), multiplier=float(mult),
+                           lr_sgd=float(m ** -e.c_sgd), lr_adam=float(m ** -e.c_adam))
+
+
+@dataclass(frozen=True)
+class LayerScales:
+    init_std: float
+    multiplier: float
+    lr_sgd: float
+    lr_adam: float
+
+    def lr(self, optimizer_kind: str) -> float:
+        return self.lr_adam if optimizer_kind == "adam" else self.lr_sgd
+
+
+PARAMETRISATIONS: dict[str, Parametrisation] = {
+    "standard": Parametrisation("standard", "sp", {}),
+    "ntk": Parametrisation("ntk", "ntk", {}),
+    "mup": Parametrisation("mup", "sp", {
+        "input": ABC(c_sgd=-1.0, c_adam=0.0),
+        "bias": ABC(c_sgd=-1.0, c_adam=0.0),
+        "hidden": ABC(c_sgd=0.0, c_adam=1.0),
+        "output": ABC(b=0.5, c_sgd=1.0, c_adam=1.0),
+    }),
+    "mean-field": Parametrisation("mean-field", "ntk", {
+        "input": ABC(c_sgd=-1.0, c_adam=0.0),
+        "bias": ABC(c_sgd=-1.0, c_adam=0.0),
+        "hidden": ABC(c_sgd=-1.0, c_adam=0.5),
+        "output": ABC(a=0.5, c_sgd=-1.0, c_adam=0.0),
+    }),
+}
+
+
+def get_parametrisation(name: str) -> Parametrisation:
+    try:
+        return PARAMETRISATIONS[name]
+    except KeyError:
+        raise HarnessError(
+            f"unknown parametrisation {name!r}; known: {', '.join(PARAMETRISATIONS)}") from None
