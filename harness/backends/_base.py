@@ -72,10 +72,10 @@ class Backend:
         """fn(trainable, *args) -> scalar  ==>  g(trainable, *args) -> (value, grads dict)."""
         raise NotImplementedError
 
-    def _jacobian_ntk(self, f1, f2, trainable):
+    def _jacobian_ntk(self, f1, f2, trainable, weights):
         raise NotImplementedError
 
-    def _ntvp_ntk(self, f1, f2, trainable):
+    def _ntvp_ntk(self, f1, f2, trainable, weights):
         raise NotImplementedError
 
     def _hvp_fn(self, fn: Callable) -> Callable:
@@ -131,23 +131,30 @@ class Backend:
             return [self.to_numpy(h) for h in fn(params, self._x(x))]
 
     # -- kernels ------------------------------------------------------------------------------------------------
-    def ntk(self, model: Model, params: dict, x1, x2=None, method: str = "auto") -> np.ndarray:
+    def ntk(self, model: Model, params: dict, x1, x2=None, method: str = "auto", weights: dict | None = None
+            ) -> np.ndarray:
         """Empirical NTK Theta(x1, x2) = J(x1) J(x2)^T over the trainable parameters.
 
         ``method``: ``structured`` (per-layer Gram factorisation; MLPs), ``jacobian`` (full Jacobian contraction),
         ``ntvp`` (NTK-vector products: vjp then jvp, never materialising J), or ``auto`` (structured when the model
         has it, else jacobian). Returns (N1, N2) for scalar outputs, (N1, N2, k, k) for k outputs.
+        ``weights`` (parameter name -> multiplier, e.g. ``model.lr_multipliers("sgd")``) gives the kernel
+        J diag(weights) J^T that governs gradient descent with per-layer learning rates (generic paths only).
         """
         if method not in NTK_METHODS:
             raise HarnessError(f"unknown NTK method {method!r}; choose one of {', '.join(NTK_METHODS)}")
-        return self.to_numpy(self.ntk_raw(model, params, x1, x2, method))
+        return self.to_numpy(self.ntk_raw(model, params, x1, x2, method, weights))
 
-    def ntk_raw(self, model, params, x1, x2=None, method="auto"):
+    def ntk_raw(self, model, params, x1, x2=None, method="auto", weights=None):
         """As :meth:`ntk` but returns the backend array (no host transfer); used by benchmarks."""
         with self._context():
             x1 = self._x(x1, "x1")
             x2 = self._x(x2, "x2")
-            if method in ("auto", "structured"):
+            if weights is not None and all(float(w) == 1.0 for w in weights.values()):
+                weights = None
+            if weights is not None and method == "structured":
+                raise HarnessError("a weighted NTK has no structured path; use method='jacobian' or 'ntvp'")
+            if method in ("auto", "structured") and weights is None:
                 fn = self._compile(("sntk", model, x2 is None),
                                    lambda p, a, b: model.structured_ntk(p, a, b, self.ops))
                 out = fn(params, x1, x2)
@@ -159,12 +166,14 @@ class Backend:
             k = model.output_dim
             x2e = x1 if x2 is None else x2
             prim = self._ntvp_ntk if method == "ntvp" else self._jacobian_ntk
+            w = {name: float((weights or {}).get(name, 1.0)) for name in trainable}
 
             def kern(trainable, frozen, a, b):
                 def f(xx):
                     return lambda p: self.ops.reshape(model.apply({**p, **frozen}, xx, self.ops), (-1,))
-                return prim(f(a), f(b), trainable)
-            k_flat = self._compile(("gntk", model, prim.__name__), kern)(trainable, frozen, x1, x2e)
+                return prim(f(a), f(b), trainable, w)
+            key = ("gntk", model, prim.__name__, tuple(sorted(w.items())))
+            k_flat = self._compile(key, kern)(trainable, frozen, x1, x2e)
             n1, n2 = x1.shape[0], x2e.shape[0]
             if k == 1:
                 return self.ops.reshape(k_flat, (n1, n2))

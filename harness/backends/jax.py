@@ -97,7 +97,7 @@ class JaxBackend(Backend):
             return jax.jvp(g, (trainable,), (tangent,))[1]
         return hvp
 
-    def _jacobian_ntk(self, f1, f2, trainable):
+    def _jacobian_ntk(self, f1, f2, trainable, weights):
         jax, jnp = self.jax, self.jnp
 
         def contract(p):
@@ -107,17 +107,18 @@ class JaxBackend(Backend):
             for k in p:
                 a = j1[k].reshape(j1[k].shape[0], -1)
                 b = j2[k].reshape(j2[k].shape[0], -1)
-                out = out + a @ b.T
+                out = out + weights[k] * (a @ b.T)
             return out
         return contract(trainable)
 
-    def _ntvp_ntk(self, f1, f2, trainable):
+    def _ntvp_ntk(self, f1, f2, trainable, weights):
         jax, jnp = self.jax, self.jnp
 
         def kernel(p):
             out2, vjp2 = jax.vjp(f2, p)
             basis = jnp.eye(out2.shape[0], dtype=out2.dtype)
             cot = jax.vmap(lambda e: vjp2(e)[0])(basis)            # rows of J2, as param-shaped tangents
+            cot = {k: weights[k] * v for k, v in cot.items()}
             col = jax.vmap(lambda t: jax.jvp(f1, (p,), (t,))[1])(cot)   # (N2, N1) = (J1 J2^T)^T
             return col.T
         return kernel(trainable)

@@ -108,20 +108,21 @@ class TorchBackend(Backend):
             return func.jvp(g, (trainable,), (tangent,))[1]
         return hvp
 
-    def _jacobian_ntk(self, f1, f2, trainable):
+    def _jacobian_ntk(self, f1, f2, trainable, weights):
         j1 = self.func.jacrev(f1)(trainable)
         j2 = self.func.jacrev(f2)(trainable)
         out = 0.0
         for k in trainable:
             a = j1[k].reshape(j1[k].shape[0], -1)
             b = j2[k].reshape(j2[k].shape[0], -1)
-            out = out + a @ b.T
+            out = out + weights[k] * (a @ b.T)
         return out
 
-    def _ntvp_ntk(self, f1, f2, trainable):
+    def _ntvp_ntk(self, f1, f2, trainable, weights):
         func, torch = self.func, self.torch
         out2, vjp2 = func.vjp(f2, trainable)
         basis = torch.eye(out2.shape[0], dtype=out2.dtype, device=out2.device)
         cot = func.vmap(lambda e: vjp2(e)[0])(basis)
+        cot = {k: weights[k] * v for k, v in cot.items()}
         col = func.vmap(lambda t: func.jvp(f1, (trainable,), (t,))[1])(cot)
         return col.T
