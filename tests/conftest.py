@@ -6,7 +6,8 @@
 #                               with the default list a missing framework is SKIPPED with the reason
 #                               harness.get_backend gives (never silently passed).
 #   HARNESS_HYPOTHESIS_PROFILE  "ci" (default: derandomized, no database, no deadline, few examples) or "dev"
-#                               (more examples, random, no deadline).
+#                               (more examples, random, no deadline). Both suppress the function_scoped_fixture
+#                               health check: backend fixtures are stateless handles shared by every example.
 #
 # Fixtures (names are stable: tests/test_claims_*.py use them too)
 #   backend_name     parametrised over the selected backends (ids "torch", "jax"); the framework is importable
@@ -36,10 +37,10 @@ from harness.backends import BACKENDS  # noqa: E402
 # -- hypothesis profiles ---------------------------------------------------------------------------------------
 settings.register_profile(
     "ci", derandomize=True, database=None, deadline=None, max_examples=10, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
 settings.register_profile(
     "dev", deadline=None, max_examples=60,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
 HYPOTHESIS_PROFILES = ("ci", "dev")
 _profile = os.environ.get("HARNESS_HYPOTHESIS_PROFILE", "ci")
 if _profile not in HYPOTHESIS_PROFILES:

@@ -88,7 +88,8 @@ class Backend:
         arr = np.asarray(x, dtype=self.np_dtype)
         if not np.all(np.isfinite(arr)):
             raise HarnessError(f"{name} contains NaN or inf")
-        return self._asarray(arr)
+        with self._context():        # JAX: float64 arrays need x64 on, also when called from outside the backend
+            return self._asarray(arr)
 
     def load_params(self, params: dict) -> dict:
         """Dict of NumPy arrays -> backend parameters."""
