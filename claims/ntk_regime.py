@@ -1,0 +1,189 @@
+"""NTK regime: Jacot, Gabriel & Hongler (2018), "Neural Tangent Kernel: Convergence and Generalization in Neural
+Networks", Thm 1-2; Lee et al. (2019), "Wide Neural Networks of Any Depth Evolve as Linear Models Under Gradient
+Descent", Thm 2.1; Dyer & Gur-Ari (2019), "Asymptotics of Wide Networks from Feynman Diagrams".
+
+In the NTK parametrisation, as the width n grows, (A1) the tangent kernel stays constant during training, with
+relative drift O(n^-1/2) at worst and O(n^-1) for smooth activations; (A2) at initialisation it converges to the
+deterministic analytic NTK with O(n^-1/2) fluctuations; (A3) the trained network stays within O(n^-1/2) of its
+linearisation at initialisation.
+
+Bands: exponents are the papers'. The bound uses the catalogue's -0.4 (Lee's -1/2 with slack for the finite widths
+of a CI sweep); activation-specific exponents carry an equivalence margin of 0.15, the size of next-order
+finite-width corrections over a 16x width range. ReLU is not smooth, so its exponent is only placed between the
+smooth rate -1 and Lee's bound (with its slack). Every law is evaluated at alpha / (number of laws) (Bonferroni, run alpha 0.05):
+the chance of refuting a true law is at most that; the chance of an inconclusive verdict is what
+``claims calibrate`` measures.
+"""
+from harness import MLP, sgd
+from harness.claim import Claim, Control, Tier
+from harness.data import sin_cos_target, sphere
+from harness.kernels import linearised_gd, relative_change, relative_kernel_drift, rms
+from harness.laws import AtScale, PowerLaw
+from harness.stats import spread_over_seeds
+
+import numpy as np
+
+SMOOTH_RATE = (-1.15, -0.85)          # Dyer & Gur-Ari: O(1/n) for smooth activations
+NONSMOOTH_RATE = (-1.0, -0.4)         # between the smooth rate and Lee et al.'s bound (same slack)
+LEE_BOUND = (None, -0.4)              # Lee et al. Thm 2.1: O(n^-1/2), with the catalogue's slack
+
+
+def activation_rate(premise):
+    return SMOOTH_RATE if premise["activation"] in ("tanh", "erf") else NONSMOOTH_RATE
+
+
+def mlp(premise, width):
+    return MLP(input_dim=premise["input_dim"], width=int(width), depth=premise["depth"],
+               parametrisation=premise["parametrisation"], activation=premise["activation"], bias=False,
+               base_width=premise.get("base_width", 1))
+
+
+def training_set(premise):
+    x = sphere(premise["n_train"], premise["input_dim"], premise["data_seed"])
+    return x, sin_cos_target(x)
+
+
+# -- A1 ---------------------------------------------------------------------------------------------------------
+def kernel_drift(setting, backend):
+    """sup_t ||Theta_t - Theta_0|| / ||Theta_0|| along full-batch GD, and each layer's relative weight change."""
+    p = setting.premise
+    model = mlp(p, setting.scale)
+    x, y = training_set(p)
+    params = backend.init(model, setting.seed)
+    run = backend.train(model, params, x, y, sgd(p["lr"]), p["steps"],
+                        record={"ntk": lambda q, t: backend.ntk(model, q, x)})
+    w0, w1 = backend.export_params(params), backend.export_params(run.params)
+    return {"drift": relative_kernel_drift(run.history["ntk"]),
+            "readout_change": relative_change(w1[f"W{p['depth']}"], w0[f"W{p['depth']}"]),
+            "input_change": relative_change(w1["W0"], w0["W0"]),
+            "final_loss": run.history["loss"][-1]}
+
+
+NTK_DRIFT = Claim(
+    id="ntk-drift",
+    title="A1: the NTK stays constant during training as width grows",
+    paper="Jacot et al. 2018 (Thm 2); Lee et al. 2019 (Thm 2.1); Dyer & Gur-Ari 2019",
+    statement="In the NTK parametrisation, sup_t ||Theta_t - Theta_0||_F / ||Theta_0||_F under full-batch gradient "
+              "descent is O(n^-1/2) (Lee), and O(n^-1) for smooth activations (Dyer & Gur-Ari).",
+    premise=dict(parametrisation="ntk", activation="tanh", depth=1, input_dim=8, n_train=16, data_seed=0,
+                 lr=1.0, steps=100),
+    scale_name="width",
+    measure=kernel_drift,
+    laws=(
+        PowerLaw("bound", "drift", LEE_BOUND, what="drift exponent (Lee's O(n^-1/2) bound)"),
+        PowerLaw("rate", "drift", activation_rate, what="drift exponent (activation's own rate)"),
+        PowerLaw("readout-rate", "readout_change", (-0.65, -0.35),
+                 what="relative change of the readout weights, exponent -1/2"),
+    ),
+    controls=(
+        Control("mean-field", {"parametrisation": "mean-field"},
+                "mean-field scaling (readout 1/n, lr x n) learns features: the kernel moves O(1) at every width",
+                refutes=("bound", "rate")),
+    ),
+    tiers={"ci": Tier(scales=(64, 128, 256, 512, 1024), seeds=6),
+           "full": Tier(scales=(64, 256, 1024, 4096, 16384), seeds=16, overrides={"depth": 4})},
+    cases={"tanh": {"activation": "tanh"}, "relu": {"activation": "relu"}},
+    scope={"activation": ("tanh", "relu", "erf"), "depth": (1, 2), "input_dim": (4, 8, 16),
+           "data_seed": tuple(range(100))},
+)
+
+
+# -- A2 ---------------------------------------------------------------------------------------------------------
+def init_kernel_error(setting, backend):
+    """Empirical NTK at init minus the analytic limit (NTK, or NNGP for the control), over ||analytic||_F."""
+    p = setting.premise
+    model = mlp(p, setting.scale)
+    x = sphere(p["n_inputs"], p["input_dim"], p["data_seed"])
+    analytic = model.analytic_kernels(x)
+    reference = analytic.nngp if p["reference"] == "nngp" else analytic.ntk
+    emp = backend.ntk(model, backend.init(model, setting.seed), x)
+    return {"deviation": (emp - reference) / np.linalg.norm(reference),
+            "analytic_min_eig": np.linalg.eigvalsh(analytic.ntk)[0]}
+
+
+def error_of_seed_mean(sample):
+    """||mean over seeds of (Theta_emp - Theta_inf)||_F / ||Theta_inf||_F."""
+    return float(np.linalg.norm(np.mean(sample, axis=0)))
+
+
+NTK_INIT_LIMIT = Claim(
+    id="ntk-init-limit",
+    title="A2: the empirical NTK at initialisation converges to the analytic NTK",
+    paper="Jacot et al. 2018 (Thm 1)",
+    statement="As the width grows, the empirical NTK at initialisation converges to the deterministic analytic NTK "
+              "(seed-mean relative error < 2% at the largest width) with O(n^-1/2) across-seed fluctuations, and "
+              "the analytic NTK on distinct sphere inputs is positive definite.",
+    premise=dict(parametrisation="ntk", activation="relu", depth=1, input_dim=8, n_inputs=8, data_seed=0,
+                 reference="ntk"),
+    scale_name="width",
+    measure=init_kernel_error,
+    laws=(
+        AtScale("limit", "deviation", (None, 0.02), summary=error_of_seed_mean,
+                what="relative error of the seed-mean kernel at the largest width"),
+        PowerLaw("fluctuations", "deviation", (-0.65, -0.35), summary=spread_over_seeds,
+                 what="exponent of the across-seed spread (CLT: -1/2)"),
+        AtScale("positive-definite", "analytic_min_eig", (1e-12, None),
+                what="smallest eigenvalue of the analytic NTK"),
+    ),
+    controls=(
+        Control("nngp-reference", {"reference": "nngp"},
+                "the NNGP kernel is not the NTK: the error stays >= 30% at every width", refutes=("limit",)),
+        Control("standard", {"parametrisation": "standard"},
+                "standard parametrisation: the kernel grows like n and has no width limit", refutes=("limit",)),
+    ),
+    tiers={"ci": Tier(scales=(128, 256, 512, 1024, 2048, 4096), seeds=40),
+           "full": Tier(scales=(128, 512, 2048, 8192, 32768), seeds=64, overrides={"depth": 3})},
+    cases={"relu": {"activation": "relu"}, "tanh": {"activation": "tanh"}},
+    scope={"activation": ("relu", "tanh", "erf"), "depth": (1, 2), "input_dim": (4, 8, 16),
+           "data_seed": tuple(range(100))},
+)
+
+
+# -- A3 ---------------------------------------------------------------------------------------------------------
+def linearisation_gap(setting, backend):
+    """RMS gap on test points between the trained net and its linearisation trained the same way, and the RMS
+    movement of the trained net, both after T steps of GD with the parametrisation's learning rates."""
+    p = setting.premise
+    model = mlp(p, setting.scale)
+    x, y = training_set(p)
+    xt = sphere(p["n_test"], p["input_dim"], p["data_seed"] + 1)
+    params = backend.init(model, setting.seed)
+    opt = sgd(p["lr"])
+    weights = model.lr_multipliers(opt.kind)          # GD with per-layer rates follows J diag(rates) J^T
+    th = backend.ntk(model, params, x, weights=weights)
+    th_t = backend.ntk(model, params, xt, x, weights=weights)
+    f0, f0_t = backend.apply(model, params, x), backend.apply(model, params, xt)
+    f_lin = linearised_gd(th_t, th, f0_t, f0, y, p["lr"], p["steps"])
+    trained = backend.train(model, params, x, y, opt, p["steps"]).params
+    f_t = backend.apply(model, trained, xt)
+    movement = rms(f_t - f0_t)
+    gap = rms(f_t - f_lin)
+    return {"gap": gap, "movement": movement, "relative_gap": gap / movement}
+
+
+NTK_LINEARISATION = Claim(
+    id="ntk-linearization",
+    title="A3: the trained network stays close to its linearisation",
+    paper="Lee et al. 2019 (Thm 2.1)",
+    statement="After T steps of gradient descent, the gap between a network in the NTK parametrisation and its "
+              "linearisation at initialisation, trained the same way, is O(n^-1/2), while the network itself "
+              "moves by O(1).",
+    premise=dict(parametrisation="ntk", activation="tanh", depth=1, input_dim=8, n_train=16, n_test=32,
+                 data_seed=0, lr=1.0, steps=100),
+    scale_name="width",
+    measure=linearisation_gap,
+    laws=(
+        PowerLaw("bound", "relative_gap", LEE_BOUND, what="exponent of gap / movement (Lee's bound)"),
+        PowerLaw("rate", "relative_gap", activation_rate, what="exponent of gap / movement (activation's rate)"),
+        PowerLaw("moves", "movement", (-0.15, 0.15), what="exponent of the function's movement (O(1))"),
+    ),
+    controls=(
+        Control("mup", {"parametrisation": "mup", "lr": 0.5},
+                "muP (TP-V Table 3 as written: base width 1; lr 0.5, where every seed trains stably) learns features: gap / movement stays O(1) with "
+                "width", refutes=("bound", "rate")),
+    ),
+    tiers={"ci": Tier(scales=(128, 256, 512, 1024, 2048), seeds=16),
+           "full": Tier(scales=(64, 256, 1024, 4096, 16384), seeds=16, overrides={"depth": 2})},
+    cases={"tanh": {"activation": "tanh"}, "relu": {"activation": "relu"}},
+    scope={"activation": ("tanh", "relu", "erf"), "input_dim": (4, 8, 16), "data_seed": tuple(range(100))},
+)
