@@ -1,0 +1,136 @@
+"""Reports: per claim a plot (statistic vs scale, seed spread, the fitted law with its CI band, the control
+beside) and a markdown summary of what was tested and what was found, plus ``results.json`` for machines."""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .claim import get_claim
+from .laws import PowerLaw, fmt_band
+
+MARKERS = {"jax": "o", "torch": "s"}
+
+
+def _fmt(x):
+    return "nan" if x is None or not np.isfinite(x) else f"{x:.4g}"
+
+
+def _law_rows(variant):
+    return [f"| {variant.variant} | {r.law} | {r.description} | {_fmt(r.estimate.value)} | "
+            f"[{_fmt(r.estimate.low)}, {_fmt(r.estimate.high)}] | {fmt_band(r.band)} | **{r.verdict}** |"
+            for r in variant.laws]
+
+
+def plot_claim(results: list, path: Path) -> Path | None:
+    """One figure per (claim, case): a panel per law; every backend and variant on the same axes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    claim = get_claim(results[0].claim)
+    laws = list(claim.laws)
+    fig, axes = plt.subplots(1, len(laws), figsize=(4.6 * len(laws), 3.8), squeeze=False)
+    colours = {}
+    for ax, law in zip(axes[0], laws):
+        for res in results:
+            for v in [res.claim_result] + list(res.controls):
+                if law.statistic not in v.samples:
+                    continue
+                col = colours.setdefault(v.variant, f"C{len(colours)}")
+                scales = np.asarray(v.scales, float)
+                summ = np.array([law.summary(s) for s in v.samples[law.statistic]])
+                label = f"{v.variant} ({res.backend})"
+                ax.plot(scales, summ, marker=MARKERS.get(res.backend, "^"), color=col, lw=1, label=label,
+                        mfc="none" if res.backend == "torch" else col)
+                sample0 = v.samples[law.statistic][0]
+                if sample0.ndim == 1 and law.summary.__name__ == "mean_over_seeds":
+                    for s, vals in zip(scales, v.samples[law.statistic]):
+                        ax.scatter(np.full(len(vals), s), vals, s=6, color=col, alpha=0.3)
+                fit = next((r for r in v.laws if r.law == law.name), None)
+                if isinstance(law, PowerLaw) and fit is not None and np.all(summ > 0) and np.isfinite(fit.estimate.value):
+                    x0, y0 = np.exp(np.mean(np.log(scales))), np.exp(np.mean(np.log(summ)))
+                    xs = np.geomspace(scales.min(), scales.max(), 50)
+                    lo = y0 * (xs / x0) ** fit.estimate.low
+                    hi = y0 * (xs / x0) ** fit.estimate.high
+                    ax.fill_between(xs, np.minimum(lo, hi), np.maximum(lo, hi), color=col, alpha=0.12)
+        positive = all(np.all(np.array([law.summary(s) for s in v.samples.get(law.statistic, [])]) > 0)
+                       for res in results for v in [res.claim_result] + list(res.controls))
+        if claim.log_scale:
+            ax.set_xscale("log")
+        if isinstance(law, PowerLaw) and positive:
+            ax.set_yscale("log")
+        ax.set_xlabel(claim.scale_name)
+        ax.set_ylabel(f"{law.statistic} ({law.summary.__name__.replace('_', ' ')})")
+        ax.set_title(f"{law.name}: {fmt_band(law.band_for(results[0].premise))}", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"{claim.id} [{results[0].case}] — {claim.title}", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(results: list, out_dir: str | Path, title: str = "Claims report") -> Path:
+    """Markdown summary + plots + results.json for a list of RunResults; returns the markdown path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r.claim, r.case), []).append(r)
+    ok = all(r.ok for r in results)
+    lines = [f"# {title}", "",
+             f"Generated {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}. "
+             f"{len(results)} runs over {len({r.claim for r in results})} claims; overall: "
+             f"**{'every claim holds and every control is rejected' if ok else 'NOT all claims hold / controls rejected'}**.",
+             "",
+             "Verdicts: a law *holds* when its bootstrap CI (level 1 - alpha/#laws) lies inside the band, is "
+             "*refuted* when the CI lies outside it, and is *inconclusive* otherwise. A control is *rejected* "
+             "when at least one of its laws is refuted.", "",
+             "| claim | case | backend | tier | verdict | controls | seeds | alpha | time (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        ctl = ", ".join(f"{c.variant}: {c.verdict}" for c in r.controls) or "-"
+        lines.append(f"| {r.claim} | {r.case} | {r.backend}/{r.device} | {r.tier} | **{r.verdict}** | {ctl} | "
+                     f"{r.seeds} | {r.alpha:g} | {r.seconds:.1f} |")
+    for (cid, case), rs in groups.items():
+        claim = get_claim(cid)
+        lines += ["", f"## {claim.id} [{case}]: {claim.title}", "", f"*{claim.paper}*", "",
+                  f"> {claim.statement}", "",
+                  "Premise: " + ", ".join(f"`{k}={v}`" for k, v in rs[0].premise.items()), ""]
+        for c in claim.controls:
+            lines.append(f"- Control **{c.name}** (`{c.flip}`): {c.why}")
+        try:
+            png = plot_claim(rs, out / f"{cid}-{case}.png")
+            lines += ["", f"![{cid} {case}]({png.name})", ""]
+        except Exception as e:          # a plot must never lose the report
+            lines += ["", f"(plot failed: {e})", ""]
+        for r in rs:
+            lines += [f"**{r.backend}/{r.device} {r.dtype}**, tier `{r.tier}`, {r.seeds} seeds per scale, base seed "
+                      f"{r.base_seed}, scales {r.claim_result.scales}, run alpha {r.alpha:g} (per law "
+                      f"{r.law_alpha:.3g}), measured in {r.seconds:.1f} s: claim **{r.verdict}**", "",
+                      "| variant | law | statistic | estimate | CI | band | verdict |", "|---|---|---|---|---|---|---|"]
+            lines += _law_rows(r.claim_result)
+            for c in r.controls:
+                lines += _law_rows(c)
+            lines.append("")
+    md = out / "README.md"
+    md.write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps([summary_dict(r) for r in results], indent=1, default=str))
+    return md
+
+
+def summary_dict(r) -> dict:
+    def laws(v):
+        return [{"law": x.law, "statistic": x.statistic, "estimate": x.estimate.value, "ci": [x.estimate.low,
+                 x.estimate.high], "confidence": x.estimate.confidence, "band": list(x.band), "verdict": x.verdict}
+                for x in v.laws]
+    return {"claim": r.claim, "case": r.case, "backend": r.backend, "device": r.device, "dtype": r.dtype,
+            "tier": r.tier, "seeds": r.seeds, "base_seed": r.base_seed, "alpha": r.alpha, "seconds": r.seconds,
+            "premise": r.premise, "verdict": r.verdict, "scales": r.claim_result.scales,
+            "laws": laws(r.claim_result),
+            "controls": [{"control": c.variant, "verdict": c.verdict, "laws": laws(c)} for c in r.controls]}
