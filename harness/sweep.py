@@ -64,14 +64,24 @@ def variants(claim: Claim, include_controls: bool = True) -> list[str]:
 
 
 def tasks_for(claim: Claim, tier: str, backend: str, device: str = "cpu", case: str | None = None,
-              seeds: int | None = None, base_seed: int = 0, include_controls: bool = True) -> list[Task]:
+              seeds: int | None = None, base_seed: int = 0, include_controls: bool = True,
+              overrides: dict | None = None) -> list[Task]:
     """Every point of one run: variants x scales x replicates, seeds derived from (claim, case, scale, replicate,
-    base seed) and independent of the backend, so both backends measure the same networks."""
+    base seed) and independent of the backend, so both backends measure the same networks.
+
+    ``overrides`` runs one ad-hoc case (named ``case``, default "drawn") with these premise settings, e.g. the
+    settings a property test drew from the claim's ``scope``."""
     t = claim.tier(tier)
     n_seeds = t.seeds if seeds is None else int(seeds)
     if n_seeds < 2:
         raise HarnessError("need at least 2 seeds per scale for a confidence interval")
-    cases = claim.cases if case is None else {case: _case(claim, case)}
+    if overrides is not None:
+        unknown = set(overrides) - set(claim.premise)
+        if unknown:
+            raise HarnessError(f"claim {claim.id} has no premise settings {sorted(unknown)}")
+        cases = {case or "drawn": dict(overrides)}
+    else:
+        cases = claim.cases if case is None else {case: _case(claim, case)}
     out = []
     for case_name, case_over in cases.items():
         for variant in variants(claim, include_controls):
@@ -227,8 +237,9 @@ def evaluate(claim: Claim, tasks: list[Task], store: Store, alpha: float = DEFAU
 def run_claim(claim: Claim | str, tier: str = "ci", backend: str = "jax", device: str = "cpu", *,
               case: str | None = None, seeds: int | None = None, base_seed: int = 0, alpha: float = DEFAULT_ALPHA,
               store: Store | None = None, executor=None, include_controls: bool = True,
-              progress: bool = False) -> list[RunResult]:
-    """Measure (what the store lacks) and evaluate a claim: one :class:`RunResult` per case."""
+              overrides: dict | None = None, progress: bool = False) -> list[RunResult]:
+    """Measure (what the store lacks) and evaluate a claim: one :class:`RunResult` per case (or one run of the
+    ``overrides`` premise, see :func:`tasks_for`)."""
     claim = get_claim(claim) if isinstance(claim, str) else claim
     get_backend(backend, device, claim.dtype)          # fail early, one line, if the backend is missing
     own = store is None
@@ -236,9 +247,10 @@ def run_claim(claim: Claim | str, tier: str = "ci", backend: str = "jax", device
     executor = executor or LocalExecutor(progress=progress)
     try:
         out = []
-        cases = claim.cases if case is None else {case: None}
+        cases = [case or "drawn"] if overrides is not None else (list(claim.cases) if case is None else [case])
         for case_name in cases:
-            tasks = tasks_for(claim, tier, backend, device, case_name, seeds, base_seed, include_controls)
+            tasks = tasks_for(claim, tier, backend, device, case_name, seeds, base_seed, include_controls,
+                              overrides)
             executor.run(tasks, store, label=f"{claim.id}/{case_name} [{backend}]")
             out.append(evaluate(claim, tasks, store, alpha))
         return out
