@@ -43,10 +43,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
 HYPOTHESIS_PROFILES = ("ci", "dev")
 _profile = os.environ.get("HARNESS_HYPOTHESIS_PROFILE", "ci")
-if _profile not in HYPOTHESIS_PROFILES:
-    raise pytest.UsageError(
-        f"HARNESS_HYPOTHESIS_PROFILE={_profile!r} is unknown; choose one of {', '.join(HYPOTHESIS_PROFILES)}")
-settings.load_profile(_profile)
+settings.load_profile(_profile if _profile in HYPOTHESIS_PROFILES else "ci")   # bad value: UsageError below
 
 
 # -- backend selection -------------------------------------------------------------------------------------------
@@ -67,6 +64,9 @@ def selected_backends():
 
 
 def pytest_configure(config):
+    if _profile not in HYPOTHESIS_PROFILES:
+        raise pytest.UsageError(
+            f"HARNESS_HYPOTHESIS_PROFILE={_profile!r} is unknown; choose one of {', '.join(HYPOTHESIS_PROFILES)}")
     _parse_backends(os.environ.get("HARNESS_BACKENDS"))       # fail fast on a bad value
 
 
