@@ -110,15 +110,18 @@ def cmd_list(args, console):
 
 
 def _print_result(console, r):
+    from rich.markup import escape
+    from .laws import fmt_band
     colour = {"holds": "green", "refuted": "red"}.get(r.verdict, "yellow")
-    console.print(f"[bold]{r.claim}[/bold] [{r.case}] {r.backend}/{r.device} tier={r.tier} seeds={r.seeds}: "
-                  f"[{colour}]{r.verdict}[/{colour}] ({r.seconds:.1f} s measured)")
+    console.print(f"[bold]{r.claim}[/bold] {escape('[' + r.case + ']')} {r.backend}/{r.device} tier={r.tier} "
+                  f"seeds={r.seeds}: [{colour}]{r.verdict}[/{colour}] ({r.seconds:.1f} s measured)")
     for v in [r.claim_result] + list(r.controls):
         for x in v.laws:
-            console.print(f"    {v.variant:>14} {x.law:<18} {x.estimate.value: .4g} "
-                          f"CI [{x.estimate.low:.4g}, {x.estimate.high:.4g}] band {x.band} -> {x.verdict}")
+            console.print(escape(f"  {v.variant:>12} {x.law:<14} {x.estimate.value:.3g} "
+                                 f"[{x.estimate.low:.3g}, {x.estimate.high:.3g}] in {fmt_band(x.band)}: {x.verdict}"),
+                          soft_wrap=True)
         if v.variant != "claim":
-            console.print(f"    {'':>14} control {v.variant}: {v.verdict}")
+            console.print(f"  {'':>12} control {v.variant}: {v.verdict}")
 
 
 def cmd_run(args, console):
