@@ -68,3 +68,17 @@ def test_ntk_at_init_converges_to_analytic(backend_name, store, premise):
 def test_trained_net_stays_linear(backend_name, store, premise):
     """A3: gap to the linearised model shrinks relative to the O(1) movement; under muP (control) it does not."""
     check_claim("ntk-linearization", premise, backend_name, store)
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("claim_id", ["ntk-drift", "ntk-init-limit", "ntk-linearization"])
+def test_broken_ntk_forward_multiplier_refutes_the_claim(claim_id, mc_backend, monkeypatch, tmp_path):
+    """The tests can fail: give the NTK parametrisation the wrong forward multiplier (1/fan_in instead of
+    1/sqrt(fan_in) on the layers whose fan-in is the width) and each of A1-A3 must be refuted."""
+    from harness import parametrisation as P
+    broken = P.Parametrisation("ntk", "ntk", {"hidden": P.ABC(a=0.5), "output": P.ABC(a=0.5)})
+    monkeypatch.setitem(P.PARAMETRISATIONS, "ntk", broken)
+    with Store(tmp_path / "broken.sqlite") as store:
+        (result,) = run_claim(claim_id, "ci", mc_backend.framework_name, case="tanh", seeds=4, store=store,
+                              include_controls=False)
+    assert result.verdict == "refuted", [(r.law, r.estimate, r.verdict) for r in result.claim_result.laws]
