@@ -226,7 +226,7 @@ class Backend:
         return fn(v)
 
     def hessian_top_eigenvalue(self, model, params, x, y, loss="mse", method="lanczos", tol=1e-3, seed=0) -> Eig:
-        """Top Hessian eigenvalue: ``lanczos`` (scipy ARPACK) or ``power`` iteration; returns (value, n_hvp)."""
+        """Top Hessian eigenvalue: ``lanczos`` (reorthogonalised, residual-bound stop) or ``power``; returns (value, n_hvp)."""
         fn, dim = self._flat_hvp(model, params, x, y, loss)
         if method == "lanczos":
             return lanczos_top_eigenvalue(fn, dim, tol=tol, seed=seed)
