@@ -187,3 +187,73 @@ NTK_LINEARISATION = Claim(
     cases={"tanh": {"activation": "tanh"}, "relu": {"activation": "relu"}},
     scope={"activation": ("tanh", "relu", "erf"), "input_dim": (4, 8, 16), "data_seed": tuple(range(100))},
 )
+
+
+# -- A4 ---------------------------------------------------------------------------------------------------------
+def ntk_gp_moments(premise, x_train, y, x_test):
+    """Mean and variance at the test points of the NTK-GP (Lee et al. 2019, eqs. 14-16) after T steps of GD on
+    0.5*MSE: with P = Th^-1 (I - (I - eta Th/m)^T) and f0 ~ GP(0, K) (the NNGP),
+    mean = Th(x,X) P Y;  var = K(x,x) + Th(x,X) P K(X,X) P^T Th(X,x) - 2 Th(x,X) P K(X,x)."""
+    model = mlp(premise, 1)
+    xs = np.concatenate([x_train, x_test])
+    k_all, th_all = model.analytic_kernels(xs)
+    m = len(x_train)
+    K, K_tx, K_tt = k_all[:m, :m], k_all[m:, :m], np.diag(k_all[m:, m:])
+    Th, Th_tx = th_all[:m, :m], th_all[m:, :m]
+    lam, u = np.linalg.eigh(Th)
+    P = u @ np.diag((1 - (1 - premise["lr"] * lam / m) ** premise["steps"]) / lam) @ u.T
+    A = Th_tx @ P
+    mean = A @ y[:, 0]
+    var = K_tt + np.einsum("ij,jk,ik->i", A, K, A) - 2 * np.einsum("ij,ij->i", A, K_tx)
+    return mean, var
+
+
+def ensemble_residual(setting, backend):
+    """One ensemble member's test predictions, standardised by the NTK-GP: (f_T(x) - mean(x)) / sd(x)."""
+    p = setting.premise
+    model = mlp(p, setting.scale)
+    x, y = training_set(p)
+    xt = sphere(p["n_test"], p["input_dim"], p["data_seed"] + 1)
+    mean, var = ntk_gp_moments(p, x, y, xt)
+    trained = backend.train(model, backend.init(model, setting.seed), x, y, sgd(p["lr"]), p["steps"]).params
+    return {"residual": (backend.apply(model, trained, xt)[:, 0] - mean) / np.sqrt(var)}
+
+
+def mean_in_standard_errors(sample):
+    """RMS over test points of the ensemble mean's deviation from the NTK-GP mean, in standard errors of the mean
+    (the GP's sd / sqrt(seeds)): about 1 when the ensemble is the NTK-GP, >> 3 when it is not."""
+    return float(np.sqrt(np.mean((np.mean(sample, axis=0) * np.sqrt(sample.shape[0])) ** 2)))
+
+
+def variance_ratio(sample):
+    """Ensemble variance over the NTK-GP variance, averaged over test points (1 for the NTK-GP)."""
+    return float(np.mean(np.var(sample, axis=0, ddof=1)))
+
+
+NTK_ENSEMBLE_GP = Claim(
+    id="ntk-ensemble-gp",
+    title="A4: an ensemble of wide trained networks is the NTK Gaussian process",
+    paper="Lee et al. 2019 (Sec. 2.3-2.4, eqs. 14-16)",
+    statement="Over random initialisations, a wide network trained by gradient descent is a Gaussian process "
+              "whose mean is Th(x,X) Th^-1 (I - (I - eta Th/m)^T) Y and whose variance is the NTK-GP formula: the "
+              "ensemble mean lies within 3 standard errors and the variance within 15%.",
+    premise=dict(parametrisation="ntk", activation="relu", depth=1, input_dim=8, n_train=16, n_test=16,
+                 data_seed=0, lr=1.0, steps=100),
+    scale_name="width",
+    measure=ensemble_residual,
+    laws=(
+        AtScale("mean", "residual", (None, 3.0), summary=mean_in_standard_errors,
+                what="ensemble-mean deviation from the NTK-GP mean, in standard errors"),
+        AtScale("variance", "residual", (0.85, 1.15), summary=variance_ratio,
+                what="ensemble variance / NTK-GP variance"),
+    ),
+    controls=(
+        Control("mean-field", {"parametrisation": "mean-field"},
+                "mean-field networks learn features: their ensemble is not the NTK-GP", refutes=("mean", "variance")),
+    ),
+    tiers={"ci": Tier(scales=(1024,), seeds=64),
+           "full": Tier(scales=(2048,), seeds=256)},
+    cases={"relu": {"activation": "relu"}},
+    scope={"activation": ("relu", "tanh", "erf"), "data_seed": tuple(range(100))},
+    log_scale=False,
+)

@@ -82,3 +82,11 @@ def test_broken_ntk_forward_multiplier_refutes_the_claim(claim_id, mc_backend, m
         (result,) = run_claim(claim_id, "ci", mc_backend.framework_name, case="tanh", seeds=4, store=store,
                               include_controls=False)
     assert result.verdict == "refuted", [(r.law, r.estimate, r.verdict) for r in result.claim_result.laws]
+
+
+@pytest.mark.claim
+@settings(max_examples=EXAMPLES)
+@given(premise=drawn_premise("ntk-ensemble-gp"))
+def test_trained_ensemble_is_the_ntk_gp(backend_name, store, premise):
+    """A4: the trained ensemble's mean and variance match the NTK-GP; a mean-field ensemble (control) does not."""
+    check_claim("ntk-ensemble-gp", premise, backend_name, store)
