@@ -35,3 +35,35 @@ def claims(session):
     install(session, "torch,jax")
     args = session.posargs or ["run", "--all", "--tier", "ci", "--backend", "all", "--report", "reports/ci"]
     session.run("claims", *args, env=SMALL_KERNEL_ENV)
+
+
+@nox.session
+def bench(session):
+    """Quick asv run of every benchmark against this checkout, installed here (asv's "existing" environment).
+
+    Each benchmark runs once (``--quick``): a smoke test plus rough figures, a few minutes on a 2-core CPU; nothing
+    is saved. ``nox -s bench -- --bench NTK`` narrows it; ``nox -s bench -- --bench 'NTK.time_ntk'`` etc. For
+    recorded results drop ``--quick`` (see asv_benchmarks/README.md).
+    """
+    install(session, "torch,jax,bench")
+    session.run("asv", "machine", "--yes")
+    args = session.posargs or []
+    session.run("asv", "run", "--quick", "--python=same", "--show-stderr", "--launch-method", "forkserver", *args)
+
+
+@nox.session
+def bench_compare(session):
+    """Benchmark two commits side by side and fail if any benchmark is slower by more than a factor 1.5.
+
+    ``nox -s bench_compare -- BASE HEAD [asv continuous options, e.g. --bench NTK]``; with fewer than two
+    arguments the commits are ``HEAD~1 HEAD`` and the arguments are options. asv builds each commit into its own
+    virtualenv (asv.conf.json: torch==2.13.0 first); ``asv continuous`` exits non-zero when a benchmark regressed
+    beyond ``--factor``.
+    """
+    install(session, "torch,jax,bench")
+    session.run("asv", "machine", "--yes")
+    posargs = list(session.posargs)
+    if len(posargs) < 2:
+        posargs = ["HEAD~1", "HEAD"] + posargs
+    base, head, *rest = posargs
+    session.run("asv", "continuous", "--factor", "1.5", "--show-stderr", "--split", *rest, base, head)
