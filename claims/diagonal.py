@@ -33,7 +33,7 @@ Bands and margins (law, then why):
   The CI tier trains to loss < 1e-4 instead of 1e-10 (alpha = 0.01 needs ~2e5 steps for 1e-10; see B4 below
   for the effect on the statistic, far inside the 0.05 margin); the full tier trains to 1e-10 and adds
   alpha = 1e-3.
-- B4 ``deep-rich``: at alpha = 0.1 the depth-D (D >= 3) solution has reached the l1 limit in B3's sense
+- B4 ``deep-rich``: at alpha = 0.05 the depth-D (D >= 3) solution has reached the l1 limit in B3's sense
   (l1 ratio <= 1.05), ``shallow-not-rich``: the depth-2 solution on the same data has not (l1 ratio >= 1.05), and
   ``depth-helps``: at every alpha of the grid the depth-2 l1 ratio exceeds the depth-D one by more than 1e-3 (the
   catalogue's tolerance for "the depths agree"). Mechanism (why "polynomially small"): off the support,
@@ -233,18 +233,18 @@ DIAG_DEPTH = Claim(
     scale_name="alpha",
     measure=depth_comparison,
     laws=(
-        AtScale("deep-rich", "l1_ratio", (None, 1.05), scale=0.1, what="depth-D l1 ratio at alpha 0.1"),
-        AtScale("shallow-not-rich", "l1_ratio_depth2", (1.05, None), scale=0.1,
-                what="depth-2 l1 ratio at alpha 0.1, same data"),
+        AtScale("deep-rich", "l1_ratio", (None, 1.05), scale=0.05, what="depth-D l1 ratio at alpha 0.05"),
+        AtScale("shallow-not-rich", "l1_ratio_depth2", (1.05, None), scale=0.05,
+                what="depth-2 l1 ratio at alpha 0.05, same data"),
         EveryScale("depth-helps", "depth_gain", (1e-3, None), worst="min",
                    what="depth-2 minus depth-D l1 ratio, worst alpha"),
     ),
     controls=(
         Control("depth-2", {"depth": 2},
-                "at depth 2 the net is the shallow one: it has not reached the l1 limit at alpha 0.1, and the "
+                "at depth 2 the net is the shallow one: it has not reached the l1 limit at alpha 0.05, and the "
                 "two depths coincide", refutes=("deep-rich", "depth-helps")),
     ),
-    tiers={"ci": Tier(scales=(0.05, 0.1, 0.2), seeds=3),
+    tiers={"ci": Tier(scales=(0.02, 0.03, 0.05), seeds=3),
            "full": Tier(scales=(0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3), seeds=8, overrides={"tol": 1e-10})},
     scope={"dim": (80, 100, 120), "sparsity": (2, 3)},
 )
