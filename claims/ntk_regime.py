@@ -7,7 +7,8 @@ relative drift O(n^-1/2) at worst and O(n^-1) for smooth activations; (A2) at in
 deterministic analytic NTK with O(n^-1/2) fluctuations; (A3) the trained network stays within O(n^-1/2) of its
 linearisation at initialisation.
 
-Bands: exponents are the papers'. The bound uses the catalogue's -0.4 (Lee's -1/2 with slack for the finite widths
+Bands: exponents are the papers'. A3's guard that the network really moves (so the gap is not trivially small)
+is a floor of 0.1 on the RMS movement of f, an eighth of the target's RMS (about 0.8). The bound uses the catalogue's -0.4 (Lee's -1/2 with slack for the finite widths
 of a CI sweep); activation-specific exponents carry an equivalence margin of 0.15, the size of next-order
 finite-width corrections over a 16x width range. ReLU is not smooth, so its exponent is only placed between the
 smooth rate -1 and Lee's bound (with its slack). Every law is evaluated at alpha / (number of laws) (Bonferroni, run alpha 0.05):
@@ -18,7 +19,7 @@ from harness import MLP, sgd
 from harness.claim import Claim, Control, Tier
 from harness.data import sin_cos_target, sphere
 from harness.kernels import linearised_gd, relative_change, relative_kernel_drift, rms
-from harness.laws import AtScale, PowerLaw
+from harness.laws import AtScale, EveryScale, PowerLaw
 from harness.stats import spread_over_seeds
 
 import numpy as np
@@ -72,16 +73,14 @@ NTK_DRIFT = Claim(
     laws=(
         PowerLaw("bound", "drift", LEE_BOUND, what="drift exponent (Lee's O(n^-1/2) bound)"),
         PowerLaw("rate", "drift", activation_rate, what="drift exponent (activation's own rate)"),
-        PowerLaw("readout-rate", "readout_change", (-0.65, -0.35),
-                 what="relative change of the readout weights, exponent -1/2"),
     ),
     controls=(
         Control("mean-field", {"parametrisation": "mean-field"},
                 "mean-field scaling (readout 1/n, lr x n) learns features: the kernel moves O(1) at every width",
                 refutes=("bound", "rate")),
     ),
-    tiers={"ci": Tier(scales=(64, 128, 256, 512, 1024), seeds=6),
-           "full": Tier(scales=(64, 256, 1024, 4096, 16384), seeds=16, overrides={"depth": 4})},
+    tiers={"ci": Tier(scales=(128, 256, 512, 1024, 2048), seeds=10),
+           "full": Tier(scales=(128, 512, 2048, 8192, 32768), seeds=16, overrides={"depth": 4})},
     cases={"tanh": {"activation": "tanh"}, "relu": {"activation": "relu"}},
     scope={"activation": ("tanh", "relu", "erf"), "depth": (1, 2), "input_dim": (4, 8, 16),
            "data_seed": tuple(range(100))},
@@ -166,8 +165,8 @@ NTK_LINEARISATION = Claim(
     title="A3: the trained network stays close to its linearisation",
     paper="Lee et al. 2019 (Thm 2.1)",
     statement="After T steps of gradient descent, the gap between a network in the NTK parametrisation and its "
-              "linearisation at initialisation, trained the same way, is O(n^-1/2), while the network itself "
-              "moves by O(1).",
+              "linearisation at initialisation, trained the same way, is O(n^-1/2) relative to how far the network "
+              "itself moves, which stays of order one at every width.",
     premise=dict(parametrisation="ntk", activation="tanh", depth=1, input_dim=8, n_train=16, n_test=32,
                  data_seed=0, lr=1.0, steps=100),
     scale_name="width",
@@ -175,7 +174,8 @@ NTK_LINEARISATION = Claim(
     laws=(
         PowerLaw("bound", "relative_gap", LEE_BOUND, what="exponent of gap / movement (Lee's bound)"),
         PowerLaw("rate", "relative_gap", activation_rate, what="exponent of gap / movement (activation's rate)"),
-        PowerLaw("moves", "movement", (-0.15, 0.15), what="exponent of the function's movement (O(1))"),
+        EveryScale("moves", "movement", (0.1, None), worst="min",
+                   what="RMS movement of f on test points, at every width (the gap is not trivially small)"),
     ),
     controls=(
         Control("mup", {"parametrisation": "mup", "lr": 0.5},
