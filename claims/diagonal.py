@@ -202,7 +202,7 @@ DIAG_LIMITS = Claim(
                 "n = 8 samples is below the compressed-sensing bound for 3-sparse beta* in R^100: the min-l1 "
                 "interpolator, hence the small-alpha limit, no longer recovers beta*", refutes=("sparse-recovery",)),
     ),
-    tiers={"ci": Tier(scales=(0.01, 0.1, 0.3, 1.0, 3.0), seeds=3, control_scales=(0.01, 0.1)),
+    tiers={"ci": Tier(scales=(0.01, 0.1, 0.3, 1.0, 3.0), seeds=6, control_scales=(0.01, 0.1)),
            "full": Tier(scales=(0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0), seeds=8, overrides={"tol": 1e-10},
                         control_scales=(0.001, 0.01, 0.1))},
     scope={"dim": (80, 100, 120), "sparsity": (2, 3)},
