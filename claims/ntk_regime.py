@@ -251,7 +251,7 @@ NTK_ENSEMBLE_GP = Claim(
         Control("mean-field", {"parametrisation": "mean-field"},
                 "mean-field networks learn features: their ensemble is not the NTK-GP", refutes=("mean", "variance")),
     ),
-    tiers={"ci": Tier(scales=(1024,), seeds=64),
+    tiers={"ci": Tier(scales=(512,), seeds=256),
            "full": Tier(scales=(2048,), seeds=256)},
     cases={"relu": {"activation": "relu"}},
     scope={"activation": ("relu", "tanh", "erf"), "data_seed": tuple(range(100))},

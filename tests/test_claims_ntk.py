@@ -35,10 +35,10 @@ def store(tmp_path_factory):
     s.close()
 
 
-def check_claim(claim_id, premise, backend_name, store):
+def check_claim(claim_id, premise, backend_name, store, examples=EXAMPLES):
     base_seed = derive_seed(*sorted(premise.items()))
     (result,) = run_claim(claim_id, "ci", backend_name, overrides=premise, base_seed=base_seed,
-                          alpha=FALSE_ALARM / EXAMPLES, store=store)
+                          alpha=FALSE_ALARM / examples, store=store)
     laws = {r.law: (round(r.estimate.value, 3), round(r.estimate.low, 3), round(r.estimate.high, 3), r.verdict)
             for r in result.claim_result.laws}
     assert result.verdict == "holds", f"{claim_id} {premise}: {laws}"
@@ -88,8 +88,9 @@ def test_broken_ntk_forward_multiplier_refutes_the_claim(claim_id, mc_backend, m
 
 
 @pytest.mark.claim
-@CLAIM_SETTINGS
+@settings(max_examples=1, phases=(Phase.explicit, Phase.generate))
 @given(premise=drawn_premise("ntk-ensemble-gp"))
 def test_trained_ensemble_is_the_ntk_gp(backend_name, store, premise):
-    """A4: the trained ensemble's mean and variance match the NTK-GP; a mean-field ensemble (control) does not."""
-    check_claim("ntk-ensemble-gp", premise, backend_name, store)
+    """A4: the trained ensemble's mean and variance match the NTK-GP; a mean-field ensemble (control) does not.
+    256 seeds make one example as costly as the others' two, so this test draws one premise at the full budget."""
+    check_claim("ntk-ensemble-gp", premise, backend_name, store, examples=1)
