@@ -130,3 +130,18 @@ class Monotone(Law):
 
     def describe(self):
         return self.what or f"rank correlation of {self.statistic} with scale"
+
+
+@dataclass(frozen=True)
+class Increasing(Law):
+    """The summary increases with scale (over the scales <= ``upto``): estimate = the smallest increase between
+    consecutive scales. With band ``(0, None)`` it holds when even the smallest step is confidently positive: a
+    continuous statistic, so its bootstrap CI is sharper than a rank correlation's."""
+    upto: float = float("inf")
+
+    def point(self, scales, samples):
+        vals = [self.summary(s) for sc, s in zip(scales, samples) if sc <= self.upto]
+        return float(np.min(np.diff(vals)))
+
+    def describe(self):
+        return self.what or f"smallest increase of {self.statistic} between consecutive scales"
