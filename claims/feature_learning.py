@@ -74,7 +74,7 @@ FEATURE_LEARNING = Claim(
         Control("standard", {"parametrisation": "standard"},
                 "standard parametrisation with the same global learning rate: the feature change grows with width"),
     ),
-    tiers={"ci": Tier(scales=(128, 256, 512, 1024, 2048), seeds=6),
+    tiers={"ci": Tier(scales=(128, 256, 512, 1024, 2048), seeds=12),
            "full": Tier(scales=(128, 256, 512, 1024, 2048, 4096, 8192, 16384), seeds=16)},
     cases={"mup": {"parametrisation": "mup", "expected": "mup", "zero_readout": True},
            "ntk": {"parametrisation": "ntk", "expected": "ntk", "zero_readout": False}},
