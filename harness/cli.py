@@ -180,6 +180,7 @@ def cmd_report(args, console):
 
 
 def cmd_calibrate(args, console):
+    from rich.markup import escape
     from scipy.stats import binomtest
     from .claim import get_claim
     from .errors import HarnessError
@@ -211,10 +212,11 @@ def cmd_calibrate(args, console):
         def rate(k):
             ci = binomtest(k, n).proportion_ci(0.95, method="exact")
             return f"{k}/{n} = {k / n:.2f} (95% CI {ci.low:.2f}-{ci.high:.2f})"
-        console.print(f"  [{case}] false-alarm rate (claim not holding): {rate(c['not_holding'])}; "
+        tag = escape(f"[{case}]")
+        console.print(f"  {tag} false-alarm rate (claim not holding): {rate(c['not_holding'])}; "
                       f"of which refuted: {c['refuted']}/{n}")
         for ctl, k in c["controls"].items():
-            console.print(f"  [{case}] power against control {ctl} (rejected): {rate(k)}")
+            console.print(f"  {tag} power against control {ctl} (rejected): {rate(k)}")
     return 0
 
 
