@@ -128,3 +128,12 @@ def mc_backend():
         if name in names and harness.backends.is_installed(name):
             return get_selected_backend(name, "float64")
     return get_selected_backend(names[0], "float64")        # skips or fails with the reason
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A fresh results store per claim-test module (points are shared by that module's tests only)."""
+    from harness.store import Store
+    s = Store(tmp_path_factory.mktemp("claims") / "store.sqlite")
+    yield s
+    s.close()

@@ -9,42 +9,12 @@ hunting for an unlucky seed. Each test runs ``EXAMPLES`` drawn premises; the run
 also needs power: ``claims calibrate`` measures that rate. Every control must be rejected in every example.
 """
 import pytest
-from hypothesis import Phase, given, settings, strategies as st
+from hypothesis import Phase, given, settings
 
-from harness.claim import derive_seed, get_claim
+from claimcheck import CLAIM_SETTINGS, check_claim, drawn_premise
+from harness.claim import get_claim
 from harness.store import Store
 from harness.sweep import run_claim
-
-FALSE_ALARM = 0.05
-EXAMPLES = 2
-# No shrinking: a claim's verdict is a noisy statistic over whole sweeps, not a structural property; shrinking
-# would rerun sweeps for minutes hunting a "simpler" premise. The failing premise is reported as drawn.
-CLAIM_SETTINGS = settings(max_examples=EXAMPLES, phases=(Phase.explicit, Phase.generate))
-
-
-def drawn_premise(claim_id):
-    """A strategy over the claim's scope: one value per setting it quantifies over."""
-    scope = get_claim(claim_id).scope
-    return st.fixed_dictionaries({k: st.sampled_from(v) for k, v in scope.items()})
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    s = Store(tmp_path_factory.mktemp("claims") / "store.sqlite")
-    yield s
-    s.close()
-
-
-def check_claim(claim_id, premise, backend_name, store, examples=EXAMPLES):
-    base_seed = derive_seed(*sorted(premise.items()))
-    (result,) = run_claim(claim_id, "ci", backend_name, overrides=premise, base_seed=base_seed,
-                          alpha=FALSE_ALARM / examples, store=store)
-    laws = {r.law: (round(r.estimate.value, 3), round(r.estimate.low, 3), round(r.estimate.high, 3), r.verdict)
-            for r in result.claim_result.laws}
-    assert result.verdict == "holds", f"{claim_id} {premise}: {laws}"
-    for c in result.controls:
-        assert c.verdict == "rejected", f"{claim_id} control {c.variant} {premise}: " + str(
-            [(r.law, r.estimate, r.verdict) for r in c.laws])
 
 
 @pytest.mark.claim
