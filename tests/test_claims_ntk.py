@@ -12,7 +12,6 @@ import pytest
 from hypothesis import Phase, given, settings
 
 from claimcheck import CLAIM_SETTINGS, check_claim, drawn_premise
-from harness.claim import get_claim
 from harness.store import Store
 from harness.sweep import run_claim
 
