@@ -24,7 +24,7 @@ def install(session, extras):
 @nox.session
 def tests(session):
     """Run the test suite on both backends (HARNESS_BACKENDS=torch or =jax narrows it)."""
-    install(session, "torch,jax,test")
+    install(session, "jax,torch,test")
     args = session.posargs or ["-n", "2", "-q"]
     session.run("pytest", *args, env=SMALL_KERNEL_ENV)
 
@@ -32,7 +32,7 @@ def tests(session):
 @nox.session
 def claims(session):
     """Run every claim at the ci tier on both backends and write the report (reports/ci/)."""
-    install(session, "torch,jax")
+    install(session, "jax,torch")
     args = session.posargs or ["run", "--all", "--tier", "ci", "--backend", "all", "--report", "reports/ci"]
     session.run("claims", *args, env=SMALL_KERNEL_ENV)
 
@@ -45,7 +45,7 @@ def bench(session):
     is saved. ``nox -s bench -- --bench NTK`` narrows it; ``nox -s bench -- --bench 'NTK.time_ntk'`` etc. For
     recorded results drop ``--quick`` (see asv_benchmarks/README.md).
     """
-    install(session, "torch,jax,bench")
+    install(session, "jax,torch,bench")
     session.run("asv", "machine", "--yes")
     args = session.posargs or []
     session.run("asv", "run", "--quick", "--python=same", "--show-stderr", "--launch-method", "forkserver", *args)
@@ -60,7 +60,7 @@ def bench_compare(session):
     virtualenv (asv.conf.json: torch==2.13.0 first); ``asv continuous`` exits non-zero when a benchmark regressed
     beyond ``--factor``.
     """
-    install(session, "torch,jax,bench")
+    install(session, "jax,torch,bench")
     session.run("asv", "machine", "--yes")
     posargs = list(session.posargs)
     if len(posargs) < 2:
