@@ -44,6 +44,11 @@ def training_set(premise):
     return x, sin_cos_target(x)
 
 
+def held_out_inputs(premise):
+    """Test points: the training distribution, an independent draw."""
+    return sphere(premise["n_test"], premise["input_dim"], premise["data_seed"] + 1)
+
+
 # -- A1 ---------------------------------------------------------------------------------------------------------
 def kernel_drift(setting, backend):
     """sup_t ||Theta_t - Theta_0|| / ||Theta_0|| along full-batch GD, and each layer's relative weight change."""
@@ -145,7 +150,7 @@ def linearisation_gap(setting, backend):
     p = setting.premise
     model = mlp(p, setting.scale)
     x, y = training_set(p)
-    xt = sphere(p["n_test"], p["input_dim"], p["data_seed"] + 1)
+    xt = held_out_inputs(p)
     params = backend.init(model, setting.seed)
     opt = sgd(p["lr"])
     weights = model.lr_multipliers(opt.kind)          # GD with per-layer rates follows J diag(rates) J^T
@@ -213,7 +218,7 @@ def ensemble_residual(setting, backend):
     p = setting.premise
     model = mlp(p, setting.scale)
     x, y = training_set(p)
-    xt = sphere(p["n_test"], p["input_dim"], p["data_seed"] + 1)
+    xt = held_out_inputs(p)
     mean, var = ntk_gp_moments(p, x, y, xt)
     trained = backend.train(model, backend.init(model, setting.seed), x, y, sgd(p["lr"]), p["steps"]).params
     return {"residual": (backend.apply(model, trained, xt)[:, 0] - mean) / np.sqrt(var)}

@@ -17,7 +17,3 @@ def sphere(n: int, d: int, seed: int) -> np.ndarray:
 def sin_cos_target(x: np.ndarray) -> np.ndarray:
     """y = sin x1 + 0.5 cos x2, as a column (CLAIMS.md A1)."""
     return (np.sin(x[:, 0]) + 0.5 * np.cos(x[:, 1]))[:, None]
-
-
-def gaussian(n: int, d: int, seed: int, scale: float = 1.0) -> np.ndarray:
-    return scale * np.random.default_rng(seed).standard_normal((n, d))

@@ -120,23 +120,10 @@ class EveryScale(Law):
 
 
 @dataclass(frozen=True)
-class Monotone(Law):
-    """The summary moves monotonically with scale: estimate = Spearman rank correlation of summaries vs scale
-    (band e.g. (0.9, None) for increasing)."""
-
-    def point(self, scales, samples):
-        from scipy.stats import spearmanr
-        return float(spearmanr(scales, [self.summary(s) for s in samples]).statistic)
-
-    def describe(self):
-        return self.what or f"rank correlation of {self.statistic} with scale"
-
-
-@dataclass(frozen=True)
 class Increasing(Law):
     """The summary increases with scale (over the scales <= ``upto``): estimate = the smallest increase between
     consecutive scales. With band ``(0, None)`` it holds when even the smallest step is confidently positive: a
-    continuous statistic, so its bootstrap CI is sharper than a rank correlation's."""
+    continuous statistic, so its bootstrap CI resolves small but real rises."""
     upto: float = float("inf")
 
     def point(self, scales, samples):

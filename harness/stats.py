@@ -33,24 +33,6 @@ def power_law_slope(scales: Sequence[float], values: Sequence[float]) -> float:
     return float(stats.linregress(np.log(scales), np.log(values)).slope)
 
 
-def power_law_fit(scales, values):
-    """(slope, intercept) of the log-log least-squares fit."""
-    r = stats.linregress(np.log(np.asarray(scales, float)), np.log(np.asarray(values, float)))
-    return float(r.slope), float(r.intercept)
-
-
-def check_samples(samples: Sequence[np.ndarray], name: str = "statistic") -> list[np.ndarray]:
-    out = []
-    for s in samples:
-        a = np.asarray(s, dtype=float)
-        if a.shape[0] < 1:
-            raise HarnessError(f"{name}: a scale has no seeds")
-        if not np.all(np.isfinite(a)):
-            raise HarnessError(f"{name}: measurement contains NaN or inf")
-        out.append(a)
-    return out
-
-
 def bootstrap(samples: Sequence[np.ndarray], statistic: Callable[[list[np.ndarray]], float], confidence: float,
               seed: int = 0, n_resamples: int = 2000) -> Estimate:
     """Percentile bootstrap CI of ``statistic(samples)``, resampling seeds (axis 0) within each sample.
