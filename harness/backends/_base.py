@@ -279,17 +279,22 @@ class Backend:
             steps_rec, hist = [], {"loss": []}
             hist.update({k: [] for k in record})
 
-            def snapshot(t):
+            full_batch = batch_size is None or batch_size == n
+
+            def snapshot(t, with_loss=True):
                 p = {**trainable, **frozen}
                 steps_rec.append(t)
-                hist["loss"].append(float(self.to_numpy(lossfn(trainable, frozen, xa, ya))))
+                if with_loss:
+                    hist["loss"].append(float(self.to_numpy(lossfn(trainable, frozen, xa, ya))))
                 for name, fn in record.items():
                     hist[name].append(np.asarray(fn(p, t)))
 
             for t in range(int(steps)):
-                if t % record_every == 0:
-                    snapshot(t)
-                if batch_size is None or batch_size == n:
+                recorded = t % record_every == 0
+                if recorded:
+                    # full batch: the step's own loss value (at these parameters) is recorded, no second forward
+                    snapshot(t, with_loss=not full_batch)
+                if full_batch:
                     xb, yb = xa, ya
                 else:
                     if order is None or pos + batch_size > n:
@@ -297,7 +302,9 @@ class Backend:
                     idx = self._index(order[pos:pos + batch_size])
                     pos += batch_size
                     xb, yb = xa[idx], ya[idx]
-                trainable, state, _ = step(trainable, frozen, state, xb, yb)
+                trainable, state, value = step(trainable, frozen, state, xb, yb)
+                if recorded and full_batch:
+                    hist["loss"].append(float(self.to_numpy(value)))
             snapshot(int(steps))
             history = {k: np.stack(v) if v else np.zeros(0) for k, v in hist.items()}
             return TrainResult({**trainable, **frozen}, np.asarray(steps_rec), history)
