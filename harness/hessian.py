@@ -9,7 +9,7 @@ Each returns the HVP count it used, so benchmarks can compare the methods' cost.
 
 The vector work between HVPs (reorthogonalisation, norms) runs with NumPy's BLAS on one thread
 (:mod:`threadpoolctl`): it is memory-bound, and idle OpenBLAS threads spinning beside the
-framework's own thread pool made each torch HVP ~5x slower on a 2-core machine (a top eigenvalue: 65 ms -> 16 ms).
+framework's own thread pool made each torch HVP ~5x slower on a 2-core machine (a top eigenvalue: 65 ms -> 20 ms).
 """
 from __future__ import annotations
 

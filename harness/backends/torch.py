@@ -94,7 +94,7 @@ class TorchBackend(Backend):
 
     def _value_and_grad(self, fn):
         # Plain reverse-mode autograd on fresh leaf tensors: the same numbers as torch.func.grad_and_value with
-        # less per-call overhead (a training step of the width-128 reference MLP: 1.1 -> 0.75 ms).
+        # less per-call overhead (loss and gradient of the width-128 reference MLP on 256 inputs: 1.1 -> 0.75 ms).
         torch = self.torch
 
         def vg(trainable, *args):
