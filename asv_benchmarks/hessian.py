@@ -20,6 +20,28 @@ N_HESS = 256
 RTOL = 1e-3
 
 
+# The Hessian problems: the MSE / cross-entropy loss of a ReLU MLP (2 hidden layers, input dim 32, bias, NTK
+# parametrisation) on 256 standard-normal inputs, at initialisation. What decides the HVP counts is the relative
+# gap l2/l1 at the top of the spectrum: a scalar-output MSE Hessian has an isolated top eigenvalue (power iteration
+# needs 3-4 HVPs, so no Krylov method can halve it); k outputs or classes put k eigenvalues in an outlier cluster.
+PROBLEMS = {
+    # name: (width, outputs, loss)
+    "w128-mse-1out": (128, 1, "mse"),
+    "w128-mse-10out": (128, 10, "mse"),
+    "w128-xent-10class": (128, 10, "cross_entropy"),
+    "w512-xent-10class": (512, 10, "cross_entropy"),     # the reference MLP's size, 285k parameters
+}
+
+
+def hessian_problem(name):
+    """(model, x, y, loss) of one of :data:`PROBLEMS`: 256 inputs from seed 5, one-hot labels for cross-entropy."""
+    width, k, loss = PROBLEMS[name]
+    x, y = data(N_HESS, REF_INPUT_DIM, seed=5, k=k)
+    if loss == "cross_entropy":
+        y = np.eye(k)[np.argmax(y, axis=1)]
+    return mlp(width=width, output_dim=k), x, y, loss
+
+
 class HVP(BackendBenchmark):
     """One Hessian-vector product of the MSE loss on 256 examples, flat NumPy vector in and out (the form the
     spectrum routines use, host transfers included)."""
@@ -45,18 +67,14 @@ class HVP(BackendBenchmark):
 class TopEigenvalue(BackendBenchmark):
     """Top Hessian eigenvalue at tol 1e-3 by each method, as ``Backend.hessian_top_eigenvalue`` runs it, on a
     width-128 MLP: scalar-output MSE (isolated top eigenvalue) and 10-class cross-entropy (outlier cluster)."""
-    params = BackendBenchmark.params + [["lanczos", "power"], ["mse-1out", "xent-10class"]]
+    params = BackendBenchmark.params + [["lanczos", "power"], ["w128-mse-1out", "w128-xent-10class"]]
     param_names = BackendBenchmark.param_names + ["method", "problem"]
     version = "top-eig-2"
 
     def setup(self, backend, device, method, problem):
         be = self.make_backend(backend, device)
-        k, self.loss = (1, "mse") if problem == "mse-1out" else (10, "cross_entropy")
-        self.model = mlp(width=128, output_dim=k)
+        self.model, x, y, self.loss = hessian_problem(problem)
         self.params_ = be.init(self.model, 0)
-        x, y = data(N_HESS, REF_INPUT_DIM, seed=5, k=k)
-        if self.loss == "cross_entropy":
-            y = np.eye(k)[np.argmax(y, axis=1)]
         self.x, self.y = be.asarray(x), be.asarray(y)
         self.method = method
         self.warm(self.run, times=1)
@@ -72,17 +90,6 @@ class TopEigenvalue(BackendBenchmark):
 
 
 # -- HVP counts at a true relative accuracy ----------------------------------------------------------------------
-# The MSE / cross-entropy Hessian of a ReLU MLP (2 hidden layers, input dim 32, bias, NTK parametrisation) on 256
-# standard-normal inputs, at initialisation. What decides the count is the relative gap l2/l1 at the top of the
-# spectrum: a scalar-output MSE Hessian has an isolated top eigenvalue (power iteration needs 3-4 HVPs, so no
-# Krylov method can halve it); k outputs or classes put k eigenvalues in an outlier cluster with small gaps.
-PROBLEMS = {
-    # name: (width, outputs, loss)
-    "w128-mse-1out": (128, 1, "mse"),
-    "w128-mse-10out": (128, 10, "mse"),
-    "w128-xent-10class": (128, 10, "cross_entropy"),
-    "w512-xent-10class": (512, 10, "cross_entropy"),     # the reference MLP's size, 285k parameters
-}
 SEEDS = range(5)
 
 
@@ -144,12 +151,8 @@ def hvp_counts(problem, seeds=SEEDS, oracle_lanczos=False):
             continue
     else:
         raise SkipNotImplemented("neither jax nor torch is installed")
-    width, k, loss = PROBLEMS[problem]
-    model = mlp(width=width, output_dim=k)
+    model, x, y, loss = hessian_problem(problem)
     params = be.init(model, 0)
-    x, y = data(N_HESS, REF_INPUT_DIM, seed=5, k=k)
-    if loss == "cross_entropy":
-        y = np.eye(k)[np.argmax(y, axis=1)]
     fn, dim = be._flat_hvp(model, params, x, y, loss)
     top2, bottom = reference_spectrum(fn, dim)
     top = top2[1]
