@@ -1,13 +1,23 @@
 """Expected laws: what a claim predicts about its statistic, and the three-way verdict on a measurement.
 
-A law turns per-scale, per-seed measurements into an estimate with a bootstrap confidence interval at level
-1 - alpha, and compares the interval with the law's *band* (``(low, high)``; ``None`` for an open side, so a band
-with one open side is a bound):
+A law turns per-scale, per-seed measurements into an estimate with a confidence interval at level 1 - alpha
+(alpha is the law's share of the run's family-wise alpha, see :mod:`harness.sweep`), and compares the interval
+with the law's *band* (``(low, high)``; ``None`` for an open side, so a band with one open side is a bound):
 
 - ``holds``: the CI lies inside the band;
 - ``refuted``: the CI lies entirely outside the band. If the law is true and the CI covers, this happens with
   probability <= alpha: alpha is the law's false-alarm rate against refutation;
-- ``inconclusive``: the CI straddles an edge (more seeds needed).
+- ``inconclusive``: the CI straddles an edge (more seeds needed), or there is no interval at all; the reason is
+  in the estimate's ``note`` (a non-finite measurement, a log of a value <= 0, no seed-to-seed variation).
+
+Interval methods (``method``): ``"t"`` (default), ``"bootstrap"`` or ``"exact"``; see :mod:`harness.stats`, where
+each is described, and ``tests/test_coverage.py``, where its coverage is measured at the levels the claims use.
+
+Non-finite measurements (a diverged training run is recorded as NaN or inf, never as a large number) follow the
+law's stated rule ``nonfinite``: ``"inconclusive"`` (default: no interval, the law says why) or ``"drop-scale"``
+(the law is evaluated on the scales where every seed is finite, at least 2 of them, and the note names the
+dropped scales: for a statistic whose divergence at large scales is itself part of what the claim or control
+predicts).
 
 Bands come from the paper (an exponent, a bound, an equivalence margin stated beside it), never from a pilot run.
 A band may depend on the premise (``band=lambda premise: ...``), e.g. an activation-specific exponent.
@@ -19,9 +29,12 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .stats import Estimate, bootstrap, mean_over_seeds, power_law_slope
+from .errors import HarnessError
+from .stats import (METHODS, Estimate, bootstrap, exact, fraction_over_seeds, mean_over_seeds, nonfinite_note,
+                    power_law_slope, proportion, t_at, t_slope, t_smallest_rise, t_worst, undefined)
 
 HOLDS, REFUTED, INCONCLUSIVE = "holds", "refuted", "inconclusive"
+NONFINITE_RULES = ("inconclusive", "drop-scale")
 
 
 class LawResult(NamedTuple):
@@ -32,8 +45,14 @@ class LawResult(NamedTuple):
     verdict: str
     description: str
 
+    @property
+    def note(self) -> str:
+        return self.estimate.note
+
 
 def compare(est: Estimate, band) -> str:
+    if not (np.isfinite(est.low) and np.isfinite(est.high)):
+        return INCONCLUSIVE
     lo, hi = band
     lo = -np.inf if lo is None else lo
     hi = np.inf if hi is None else hi
@@ -55,12 +74,21 @@ def fmt_band(band) -> str:
 
 @dataclass(frozen=True)
 class Law:
-    """Base: a named law on the measurement ``statistic``; subclasses define ``estimate``."""
+    """Base: a named law on the measurement ``statistic``; subclasses define ``point`` (the estimate from
+    per-scale samples) and ``interval`` (the estimate with its CI by the ``"t"`` method)."""
     name: str
     statistic: str
     band: tuple | Callable
     summary: Callable = mean_over_seeds       # per-scale summary over seeds
     what: str = ""
+    method: str = "t"
+    nonfinite: str = "inconclusive"
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise HarnessError(f"law {self.name}: method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.nonfinite not in NONFINITE_RULES:
+            raise HarnessError(f"law {self.name}: nonfinite must be one of {', '.join(NONFINITE_RULES)}")
 
     def band_for(self, premise: dict) -> tuple:
         return self.band(premise) if callable(self.band) else tuple(self.band)
@@ -68,12 +96,38 @@ class Law:
     def point(self, scales, samples) -> float:
         raise NotImplementedError
 
+    def interval(self, scales, samples, confidence) -> Estimate:
+        raise NotImplementedError
+
+    def exact_reduce(self, values) -> float:
+        return self.point(np.arange(len(values), dtype=float) + 1, [np.array([v]) for v in values])
+
     def describe(self) -> str:
         return self.what or type(self).__name__
 
-    def evaluate(self, scales, samples, premise: dict, alpha: float, seed: int = 0) -> LawResult:
+    def estimate(self, scales, samples, confidence: float, seed: int = 0) -> Estimate:
         scales = np.asarray(scales, dtype=float)
-        est = bootstrap(samples, lambda s: self.point(scales, s), confidence=1 - alpha, seed=seed)
+        samples = [np.asarray(s, dtype=float) for s in samples]
+        note = nonfinite_note(scales, samples)
+        if note:
+            if self.nonfinite == "inconclusive":
+                return undefined(confidence, self.method, note)
+            keep = [i for i, s in enumerate(samples) if np.all(np.isfinite(s))]
+            if len(keep) < self.min_scales():
+                return undefined(confidence, self.method, note + "; too few scales left after dropping them")
+            est = self.estimate(scales[keep], [samples[i] for i in keep], confidence, seed)
+            return est._replace(note=f"dropped by the nonfinite rule: {note}" + (f"; {est.note}" if est.note else ""))
+        if self.method == "exact":
+            return exact(scales, samples, self.summary, confidence, self.exact_reduce)
+        if self.method == "bootstrap":
+            return bootstrap(samples, lambda s: self.point(scales, s), confidence, seed=seed)
+        return self.interval(scales, samples, confidence)
+
+    def min_scales(self) -> int:
+        return 1
+
+    def evaluate(self, scales, samples, premise: dict, alpha: float, seed: int = 0) -> LawResult:
+        est = self.estimate(scales, samples, 1 - alpha, seed)
         band = self.band_for(premise)
         return LawResult(self.name, self.statistic, est, band, compare(est, band), self.describe())
 
@@ -85,20 +139,44 @@ class PowerLaw(Law):
     def point(self, scales, samples):
         return power_law_slope(scales, [self.summary(s) for s in samples])
 
+    def interval(self, scales, samples, confidence):
+        return t_slope(scales, samples, self.summary, confidence)
+
+    def min_scales(self):
+        return 2
+
     def describe(self):
         return self.what or f"exponent of {self.statistic} vs scale"
 
 
 @dataclass(frozen=True)
 class AtScale(Law):
-    """The summary at one scale (default: the largest) lies in ``band``."""
+    """The summary at one scale (default: the largest) lies in ``band``. The scale must be one of the tier's."""
     scale: float | None = None
 
     def _index(self, scales):
-        return int(np.argmax(scales)) if self.scale is None else int(np.argmin(np.abs(scales - self.scale)))
+        scales = np.asarray(scales, dtype=float)
+        if self.scale is None:
+            return int(np.argmax(scales))
+        hit = np.flatnonzero(np.isclose(scales, self.scale, rtol=1e-9, atol=0))
+        if not len(hit):
+            raise HarnessError(f"law {self.name}: scale {self.scale:g} is not among the measured scales "
+                               f"{[float(s) for s in scales]}")
+        return int(hit[0])
 
     def point(self, scales, samples):
         return self.summary(samples[self._index(scales)])
+
+    def interval(self, scales, samples, confidence):
+        i = self._index(scales)
+        return t_at(scales[i], samples[i], self.summary, confidence)
+
+    def exact_reduce(self, values):
+        return values[-1] if self.scale is None else values[0]
+
+    def estimate(self, scales, samples, confidence, seed=0):
+        i = self._index(scales)                # only the named scale's seeds matter
+        return Law.estimate(self, np.asarray(scales, float)[i:i + 1], [samples[i]], confidence, seed)
 
     def describe(self):
         where = "the largest scale" if self.scale is None else f"scale {self.scale:g}"
@@ -108,12 +186,18 @@ class AtScale(Law):
 @dataclass(frozen=True)
 class EveryScale(Law):
     """The summary at every scale lies in ``band``: estimated as the worst case over scales (``worst="max"`` for
-    an upper bound, ``"min"`` for a lower bound), bootstrapped together."""
+    an upper bound, ``"min"`` for a lower bound), with a simultaneous interval (Bonferroni over scales)."""
     worst: str = "max"
 
     def point(self, scales, samples):
         vals = [self.summary(s) for s in samples]
         return float(np.max(vals) if self.worst == "max" else np.min(vals))
+
+    def interval(self, scales, samples, confidence):
+        return t_worst(scales, samples, self.summary, confidence, self.worst)
+
+    def exact_reduce(self, values):
+        return float(np.max(values) if self.worst == "max" else np.min(values))
 
     def describe(self):
         return self.what or f"{self.statistic} at every scale"
@@ -122,13 +206,54 @@ class EveryScale(Law):
 @dataclass(frozen=True)
 class Increasing(Law):
     """The summary increases with scale (over the scales <= ``upto``): estimate = the smallest increase between
-    consecutive scales. With band ``(0, None)`` it holds when even the smallest step is confidently positive: a
-    continuous statistic, so its bootstrap CI resolves small but real rises."""
+    consecutive scales. With band ``(0, None)`` it holds when even the smallest step is confidently positive
+    (each step a Welch t interval, Bonferroni over the steps)."""
     upto: float = float("inf")
 
+    def _keep(self, scales):
+        return [i for i, sc in enumerate(scales) if sc <= self.upto]
+
     def point(self, scales, samples):
-        vals = [self.summary(s) for sc, s in zip(scales, samples) if sc <= self.upto]
+        vals = [self.summary(samples[i]) for i in self._keep(scales)]
         return float(np.min(np.diff(vals)))
+
+    def interval(self, scales, samples, confidence):
+        keep = self._keep(scales)
+        return t_smallest_rise([scales[i] for i in keep], [samples[i] for i in keep], self.summary, confidence)
+
+    def min_scales(self):
+        return 2
 
     def describe(self):
         return self.what or f"smallest increase of {self.statistic} between consecutive scales"
+
+
+@dataclass(frozen=True)
+class Proportion(Law):
+    """The fraction of seeds whose 0/1 measurement is 1, at one scale (``scale``, default: every scale, worst =
+    the smallest fraction), lies in ``band``: exact Clopper-Pearson intervals (Bonferroni over scales)."""
+    summary: Callable = fraction_over_seeds
+    scale: float | None = None
+    method: str = "exact"
+
+    def point(self, scales, samples):
+        return float(np.min([self.summary(s) for s in samples]))
+
+    def estimate(self, scales, samples, confidence, seed=0):
+        scales = np.asarray(scales, dtype=float)
+        samples = [np.asarray(s, dtype=float) for s in samples]
+        note = nonfinite_note(scales, samples)
+        if note:
+            return undefined(confidence, "exact-binomial", note)
+        if self.scale is not None:
+            i = AtScale._index(self, scales)
+            scales, samples = scales[i:i + 1], [samples[i]]
+        level = 1 - (1 - confidence) / len(samples)
+        ests = [proportion(int(np.sum(s > 0.5)), s.size, level) for s in samples]
+        worst = min(range(len(ests)), key=lambda j: ests[j].value)
+        return Estimate(ests[worst].value, min(e.low for e in ests), min(e.high for e in ests), confidence,
+                        "exact-binomial")
+
+    def describe(self):
+        where = "every scale (smallest)" if self.scale is None else f"scale {self.scale:g}"
+        return self.what or f"fraction of seeds with {self.statistic} at {where}"
