@@ -35,11 +35,13 @@ class Tier:
 @dataclass(frozen=True)
 class Control:
     """Negative control: the premise with ``flip`` applied; at least one of the laws in ``refutes`` (default:
-    all the claim's laws) must be refuted there."""
+    all the claim's laws) must be refuted there. A control is measured on seeds of its own (independent of the
+    claim's). It flips one setting; flipping more needs ``why_several``, the reason one is not enough."""
     name: str
     flip: dict
     why: str
     refutes: tuple = ()
+    why_several: str = ""
 
 
 class Setting(NamedTuple):
@@ -69,8 +71,13 @@ class Claim:
     needs: frozenset = frozenset({"float64"})
     dtype: str = "float64"
     log_scale: bool = True      # plot the scale axis on a log axis
+    # Laws, grids or premises changed after a pilot run: each entry states the paper's (or catalogue's) version,
+    # the change and its reason. Printed by `claims list -v` and in the report; a claim with entries is confirmed
+    # by `claims calibrate` on fresh random base seeds, which nothing was tuned on.
+    changes: tuple = ()
 
     def __post_init__(self):
+        from .stats import MIN_SEEDS
         if not self.controls:
             raise HarnessError(f"claim {self.id}: a claim needs at least one negative control")
         if not self.laws or not all(isinstance(l, Law) for l in self.laws):
@@ -81,6 +88,13 @@ class Claim:
         for c in self.controls:
             if not set(c.refutes) <= names:
                 raise HarnessError(f"claim {self.id}: control {c.name} refutes unknown laws {set(c.refutes) - names}")
+            if len(c.flip) > 1 and not c.why_several:
+                raise HarnessError(f"claim {self.id}: control {c.name} flips {len(c.flip)} settings "
+                                   f"({', '.join(c.flip)}); flip one, or say why in why_several")
+        for name, t in self.tiers.items():
+            if t.seeds < MIN_SEEDS:
+                raise HarnessError(f"claim {self.id}: tier {name} has {t.seeds} seeds per scale; a confidence "
+                                   f"interval needs at least {MIN_SEEDS}")
 
     def variant(self, **changes) -> "Claim":
         """A copy with some fields replaced (as ``functools.partial`` does for optax aliases)."""

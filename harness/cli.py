@@ -9,12 +9,14 @@ import argparse
 import sys
 import time
 
+import numpy as np
+
 EPILOG = """examples:
   claims list
   claims run --all --tier ci --backend all --report reports/ci
   claims run ntk-drift --backend jax --seeds 8
   claims report --out reports/ci
-  claims calibrate ntk-drift --runs 20 --backend jax
+  claims calibrate ntk-drift --runs 100 --backend jax --out reports/calibration
 
 results are stored in results/claims.sqlite (override with --store or CLAIMS_STORE); a point already stored is
 never recomputed, so an interrupted run resumes where it stopped."""
@@ -39,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default cpu")
         sp.add_argument("--seeds", type=int, default=None, help="seeds per scale (default: the tier's)")
         sp.add_argument("--case", default=None, help="run only this premise case (e.g. tanh)")
-        sp.add_argument("--alpha", type=float, default=0.05, help="false-alarm rate per run (default 0.05)")
+        sp.add_argument("--alpha", type=float, default=0.05,
+                        help="family-wise false-alarm rate of the whole command, divided over every verdict in it "
+                             "(default 0.05)")
         sp.add_argument("--store", default=None, help="SQLite results file (default results/claims.sqlite)")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -53,10 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="reports/latest", help="output folder (default reports/latest)")
     rep.add_argument("--alpha", type=float, default=0.05)
 
-    cal = sub.add_parser("calibrate", help="rerun a claim K times with fresh seeds: observed false-alarm rate "
-                                           "and power against its controls")
-    common(cal, many=False)
-    cal.add_argument("--runs", type=int, default=20, help="number of reruns K (default 20)")
+    cal = sub.add_parser("calibrate", help="rerun claims K times on fresh random seeds: refutation and inconclusive "
+                                           "rates with exact bounds, power against each control; exit 1 when a "
+                                           "refutation rate's upper bound exceeds alpha")
+    common(cal)
+    cal.add_argument("--runs", type=int, default=100, help="reruns K per claim, case and backend (default 100)")
+    cal.add_argument("--base-seed", type=int, default=None,
+                     help="first base seed (default: drawn at random and printed; run k uses base seed + k)")
+    cal.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    cal.add_argument("--out", default=None, metavar="DIR", help="write calibration.md and calibration.json here")
     return p
 
 
@@ -88,6 +97,24 @@ def _check_env(backends, device, dtype_of):
         get_backend(b, device, dtype_of)
 
 
+def _check_seeds(args):
+    from .errors import HarnessError
+    from .stats import MIN_SEEDS
+    if args.seeds is not None and args.seeds < MIN_SEEDS:
+        raise HarnessError(f"--seeds must be at least {MIN_SEEDS} (a confidence interval needs {MIN_SEEDS} seeds "
+                           f"per scale), got {args.seeds}")
+    if not 0 < args.alpha < 1:
+        raise HarnessError(f"--alpha must be in (0, 1), got {args.alpha}")
+
+
+def _n_cases(claim, args):
+    if args.case is not None:
+        from .sweep import _case
+        _case(claim, args.case)             # one-line error when the claim has no such case
+        return 1
+    return len(claim.cases)
+
+
 def cmd_list(args, console):
     from .claim import registry
     from .laws import fmt_band
@@ -106,6 +133,8 @@ def cmd_list(args, console):
                 console.print(f"  law {law.name}: {law.describe()} in {band}")
             for x in c.controls:
                 console.print(f"  control {x.name} {x.flip}: {x.why}")
+            for ch in c.changes:
+                console.print(f"  changed after a pilot: {ch}")
     return 0
 
 
@@ -118,31 +147,67 @@ def _print_result(console, r):
     for v in [r.claim_result] + list(r.controls):
         for x in v.laws:
             console.print(escape(f"  {v.variant:>12} {x.law:<14} {x.estimate.value:.3g} "
-                                 f"[{x.estimate.low:.3g}, {x.estimate.high:.3g}] in {fmt_band(x.band)}: {x.verdict}"),
-                          soft_wrap=True)
+                                 f"[{x.estimate.low:.3g}, {x.estimate.high:.3g}] in {fmt_band(x.band)}: {x.verdict}"
+                                 + (f" ({x.note})" if x.note else "")), soft_wrap=True)
         if v.variant != "claim":
             console.print(f"  {'':>12} control {v.variant}: {v.verdict}")
+
+
+def family_line(alpha, verdicts, law_alpha, backends) -> str:
+    both = (f"; each verdict is counted once for the {len(backends)} backends, which measure the same networks "
+            f"(their agreement is a parity check, not a replication)") if len(backends) > 1 else ""
+    return (f"family-wise alpha {alpha:g} over {verdicts} verdicts (Bonferroni): each law at {law_alpha:.3g}, "
+            f"intervals at {1 - law_alpha:.4%}{both}")
+
+
+def parity_lines(results) -> list[str]:
+    """Where both backends ran a claim case: the largest difference between their law estimates."""
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r.claim, r.case), {})[r.backend] = r
+    out = []
+    for (claim, case), by in groups.items():
+        if len(by) < 2:
+            continue
+        rs = list(by.values())
+        diffs, agree = [], True
+        for a, b in zip(rs, rs[1:]):
+            for va, vb in zip([a.claim_result] + a.controls, [b.claim_result] + b.controls):
+                agree &= va.verdict == vb.verdict
+                for la, lb in zip(va.laws, vb.laws):
+                    if np.isfinite(la.estimate.value) and np.isfinite(lb.estimate.value):
+                        diffs.append(abs(la.estimate.value - lb.estimate.value))
+        out.append(f"parity {claim} [{case}] {'/'.join(by)}: verdicts {'agree' if agree else 'DIFFER'}, largest "
+                   f"difference between law estimates {max(diffs, default=0.0):.2g}")
+    return out
 
 
 def cmd_run(args, console):
     from .report import write_report
     from .store import Store
-    from .sweep import run_claim
+    from .sweep import run_claim, verdict_count
     claims = _claims(args)
     backends = _backends(args.backend)
+    _check_seeds(args)
     for c in claims:
         c.tier(args.tier)
     _check_env(backends, args.device, "float64")
+    verdicts = sum(verdict_count(c, _n_cases(c, args)) for c in claims)
+    law_alpha = args.alpha / verdicts
+    console.print(family_line(args.alpha, verdicts, law_alpha, backends))
     results = []
     t0 = time.perf_counter()
     with Store(args.store) as store:
         for c in claims:
             for b in backends:
-                results += run_claim(c, args.tier, b, args.device, case=args.case, seeds=args.seeds,
-                                     base_seed=args.base_seed, alpha=args.alpha, store=store,
-                                     progress=not args.no_progress)
-                for r in results[-len(c.cases) if args.case is None else -1:]:
+                got = run_claim(c, args.tier, b, args.device, case=args.case, seeds=args.seeds,
+                                base_seed=args.base_seed, alpha=args.alpha, store=store,
+                                progress=not args.no_progress, law_alpha=law_alpha, verdicts=verdicts)
+                results += got
+                for r in got:
                     _print_result(console, r)
+    for line in parity_lines(results):
+        console.print(line)
     console.print(f"{len(results)} runs in {time.perf_counter() - t0:.1f} s")
     if args.report:
         md = write_report(results, args.report, title=f"Claims report: tier {args.tier}")
@@ -155,8 +220,10 @@ def cmd_report(args, console):
     from .errors import HarnessError
     from .report import write_report
     from .store import Store
-    from .sweep import evaluate, tasks_for
-    results = []
+    from .sweep import evaluate, tasks_for, verdict_count
+    if not 0 < args.alpha < 1:
+        raise HarnessError(f"--alpha must be in (0, 1), got {args.alpha}")
+    complete = []
     with Store(args.store) as store:
         runs = store.runs()
         if not runs:
@@ -169,55 +236,142 @@ def cmd_report(args, console):
             n = store._conn.execute("SELECT MAX(replicate) + 1 FROM points WHERE claim=? AND case_name=? AND "
                                     "tier=? AND backend=? AND device=? AND base_seed=?",
                                     (claim_id, case, tier, backend, device, base_seed)).fetchone()[0]
-            tasks = tasks_for(claim, tier, backend, device, case, n, base_seed)
+            try:
+                tasks = tasks_for(claim, tier, backend, device, case, n, base_seed)
+            except HarnessError:
+                continue
             if all(store.has(t) for t in tasks):
-                results.append(evaluate(claim, tasks, store, args.alpha))
-    if not results:
-        raise HarnessError("no complete run in the store matches the current claims")
+                complete.append((claim, case, base_seed, tasks))
+        if not complete:
+            raise HarnessError("no complete run in the store matches the current claims (and their code)")
+        distinct = {(c.id, case, bs): verdict_count(c) for c, case, bs, _ in complete}
+        verdicts = sum(distinct.values())
+        law_alpha = args.alpha / verdicts
+        backends = sorted({t[0].backend for *_, t in complete})
+        console.print(family_line(args.alpha, verdicts, law_alpha, backends))
+        results = [evaluate(claim, tasks, store, args.alpha, law_alpha, verdicts) for claim, _, _, tasks in complete]
     md = write_report(results, args.out)
     console.print(f"report of {len(results)} runs: {md}")
     return 0 if all(r.ok for r in results) else 1
 
 
-def cmd_calibrate(args, console):
-    from rich.markup import escape
-    from scipy.stats import binomtest
-    from .claim import get_claim
-    from .errors import HarnessError
+def _one_thread_per_worker():
+    """Worker initialiser: one intra-op thread per process (the workers are the parallelism; with more threads
+    torch's OpenMP pools spin against each other on a small machine)."""
+    import os
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+
+
+def _calibration_run(job):
+    """One calibration rerun (in a worker process): the verdicts of one claim case on one backend."""
+    claim_id, case, backend, tier, device, seeds, base_seed, alpha, store_path = job
     from .store import Store
     from .sweep import run_claim
-    claim = get_claim(args.id)
+    with Store(store_path) as store:
+        (r,) = run_claim(claim_id, tier, backend, device, case=case, seeds=seeds, base_seed=base_seed, alpha=alpha,
+                         store=store)
+    return (claim_id, case, backend, base_seed, r.verdict, {c.variant: c.verdict for c in r.controls},
+            {x.law: x.verdict for x in r.claim_result.laws})
+
+
+def cmd_calibrate(args, console):
+    """Rerun each claim case ``--runs`` times on fresh random base seeds and count the verdicts."""
+    import json
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
+    from rich.markup import escape
+    from .errors import HarnessError
+    from .stats import proportion, upper_bound
+    from .store import Store, default_store_path
+    from .sweep import verdict_count
+    claims = _claims(args)
     backends = _backends(args.backend)
-    if len(backends) != 1:
-        backends = backends[:1]
+    _check_seeds(args)
     if args.runs < 1:
         raise HarnessError("--runs must be >= 1")
+    for c in claims:
+        c.tier(args.tier)
     _check_env(backends, args.device, "float64")
+    base = args.base_seed
+    if base is None:
+        base = int(np.random.SeedSequence().generate_state(1)[0] & 0x3FFFFFFF)
+    store_path = str(args.store or default_store_path())
+    Store(store_path).close()
+    jobs = [(c.id, case, b, args.tier, args.device, args.seeds, base + k, args.alpha, store_path)
+            for c in claims for case in ([args.case] if args.case else list(c.cases))
+            for b in backends for k in range(1, args.runs + 1)]
+    workers = args.workers or os.cpu_count() or 1
+    console.print(f"calibration: {len(jobs)} runs ({args.runs} per claim, case and backend), tier {args.tier}, "
+                  f"fresh base seeds {base + 1}..{base + args.runs} (repeat with --base-seed {base}), run alpha "
+                  f"{args.alpha:g} per claim case, {workers} workers")
     counts: dict = {}
-    with Store(args.store) as store:
-        for k in range(1, args.runs + 1):
-            for r in run_claim(claim, args.tier, backends[0], args.device, case=args.case, seeds=args.seeds,
-                               base_seed=10_000 + k, alpha=args.alpha, store=store, progress=not args.no_progress):
-                c = counts.setdefault(r.case, {"runs": 0, "not_holding": 0, "refuted": 0, "controls": {}})
-                c["runs"] += 1
-                c["not_holding"] += r.verdict != "holds"
-                c["refuted"] += r.verdict == "refuted"
-                for v in r.controls:
-                    c["controls"][v.variant] = c["controls"].get(v.variant, 0) + (v.verdict == "rejected")
-    console.print(f"calibration of {claim.id}: {args.runs} reruns with fresh seeds (base seeds 10001..), "
-                  f"backend {backends[0]}, tier {args.tier}, alpha {args.alpha}")
-    for case, c in counts.items():
-        n = c["runs"]
 
-        def rate(k):
-            ci = binomtest(k, n).proportion_ci(0.95, method="exact")
-            return f"{k}/{n} = {k / n:.2f} (95% CI {ci.low:.2f}-{ci.high:.2f})"
+    def tally(res):
+        claim_id, case, backend, bs, verdict, controls, laws = res
+        c = counts.setdefault((claim_id, case, backend), {"runs": 0, "holds": 0, "refuted": 0, "inconclusive": 0,
+                                                           "controls": {}, "laws": {}})
+        c["runs"] += 1
+        c[verdict] += 1
+        for name, v in controls.items():
+            c["controls"][name] = c["controls"].get(name, 0) + (v == "rejected")
+        for name, v in laws.items():
+            c["laws"].setdefault(name, {"holds": 0, "refuted": 0, "inconclusive": 0})[v] += 1
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    with Progress(TextColumn("calibrate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True, disable=args.no_progress) as bar:
+        job = bar.add_task("calibrate", total=len(jobs))
+        if workers == 1:
+            for j in jobs:
+                tally(_calibration_run(j))
+                bar.advance(job)
+        else:
+            import multiprocessing
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_one_thread_per_worker) as pool:
+                for res in pool.map(_calibration_run, jobs):
+                    tally(res)
+                    bar.advance(job)
+    rows, failed = [], False
+    for (claim_id, case, backend), c in counts.items():
+        n = c["runs"]
+        ub_ref = upper_bound(c["refuted"], n)
+        failed |= ub_ref > args.alpha
+        row = {"claim": claim_id, "case": case, "backend": backend, "runs": n, "holds": c["holds"],
+               "refuted": c["refuted"], "inconclusive": c["inconclusive"], "refuted_upper95": ub_ref,
+               "not_holding_upper95": upper_bound(n - c["holds"], n), "run_alpha": args.alpha,
+               "law_alpha": args.alpha / verdict_count(next(x for x in claims if x.id == claim_id)),
+               "power": {k: {"rejected": v, "lower95": 1 - upper_bound(n - v, n)} for k, v in c["controls"].items()},
+               "laws": c["laws"], "base_seeds": [base + 1, base + args.runs], "tier": args.tier}
+        rows.append(row)
         tag = escape(f"[{case}]")
-        console.print(f"  {tag} false-alarm rate (claim not holding): {rate(c['not_holding'])}; "
-                      f"of which refuted: {c['refuted']}/{n}")
-        for ctl, k in c["controls"].items():
-            console.print(f"  {tag} power against control {ctl} (rejected): {rate(k)}")
-    return 0
+        power = "; ".join(f"{k} rejected {v['rejected']}/{n} (>= {v['lower95']:.2f})" for k, v in row["power"].items())
+        colour = "red" if ub_ref > args.alpha else "green"
+        console.print(f"{claim_id} {tag} {backend}: {n} runs, refuted {c['refuted']} "
+                      f"([{colour}]upper 95% bound {ub_ref:.3f}[/{colour}] vs alpha {args.alpha:g}), inconclusive "
+                      f"{c['inconclusive']}, holds {c['holds']}; power: {power}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "calibration.json").write_text(json.dumps(rows, indent=1))
+        lines = ["| claim | case | backend | runs | refuted | inconclusive | refuted: 95% upper bound | "
+                 "not holding: 95% upper bound | power against each control (rejected, 95% lower bound) |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            power = "; ".join(f"{k}: {v['rejected']}/{r['runs']} (>= {v['lower95']:.2f})" for k, v in r["power"].items())
+            lines.append(f"| {r['claim']} | {r['case']} | {r['backend']} | {r['runs']} | {r['refuted']} | "
+                         f"{r['inconclusive']} | {r['refuted_upper95']:.3f} | {r['not_holding_upper95']:.3f} | {power} |")
+        (out / "calibration.md").write_text("\n".join(lines) + "\n")
+        console.print(f"table: {out / 'calibration.md'}")
+    if failed:
+        console.print(f"[red]a refutation rate's 95% upper bound exceeds alpha {args.alpha:g}[/red]: the claim is "
+                      "refuted more often than its alpha allows, or too few runs bound the rate (0 of n bounds it by "
+                      "about 3/n)")
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:

@@ -21,7 +21,8 @@ def _fmt(x):
 
 def _law_rows(variant):
     return [f"| {variant.variant} | {r.law} | {r.description} | {_fmt(r.estimate.value)} | "
-            f"[{_fmt(r.estimate.low)}, {_fmt(r.estimate.high)}] | {fmt_band(r.band)} | **{r.verdict}** |"
+            f"[{_fmt(r.estimate.low)}, {_fmt(r.estimate.high)}] ({r.estimate.method}) | {fmt_band(r.band)} | "
+            f"**{r.verdict}**{' — ' + r.note if r.note else ''} |"
             for r in variant.laws]
 
 
@@ -51,7 +52,7 @@ def plot_claim(results: list, path: Path) -> Path | None:
                     for s, vals in zip(scales, v.samples[law.statistic]):
                         ax.scatter(np.full(len(vals), s), vals, s=6, color=col, alpha=0.3)
                 fit = next((r for r in v.laws if r.law == law.name), None)
-                if isinstance(law, PowerLaw) and fit is not None and np.all(summ > 0) and np.isfinite(fit.estimate.value):
+                if isinstance(law, PowerLaw) and fit is not None and np.all(summ > 0) and fit.estimate.defined:
                     x0, y0 = np.exp(np.mean(np.log(scales))), np.exp(np.mean(np.log(summ)))
                     xs = np.geomspace(scales.min(), scales.max(), 50)
                     lo = y0 * (xs / x0) ** fit.estimate.low
@@ -88,9 +89,17 @@ def write_report(results: list, out_dir: str | Path, title: str = "Claims report
              f"{len(results)} runs over {len({r.claim for r in results})} claims; overall: "
              f"**{'every claim holds and every control is rejected' if ok else 'NOT all claims hold / controls rejected'}**.",
              "",
-             "Verdicts: a law *holds* when its bootstrap CI (level 1 - alpha/#laws) lies inside the band, is "
-             "*refuted* when the CI lies outside it, and is *inconclusive* otherwise. A control is *rejected* "
-             "when at least one of its laws is refuted.", "",
+             "Verdicts: a law *holds* when its confidence interval lies inside the band, is *refuted* when the "
+             "interval lies outside it, and is *inconclusive* otherwise (or when there is no interval: the reason "
+             "is printed beside the verdict). A control is *rejected* when at least one of its laws is refuted. "
+             "Intervals are Student t intervals on jackknife standard errors (Welch-Satterthwaite degrees of "
+             "freedom), BCa bootstrap, exact binomial, or exact for deterministic quantities, as each row says; "
+             "their coverage at these levels is measured in tests/test_coverage.py.", "",
+             _family(results), "",
+             "Seeds: every claim, case, control, scale and replicate has its own derived seed (recorded with each "
+             "point), so a control is an independent sample. The backends draw the *same* seeds: torch and JAX "
+             "measure the same networks, so their agreement is a parity check, not a replication, and the "
+             "verdicts of one claim case on two backends count once in the family.", "",
              "| claim | case | backend | tier | verdict | controls | seeds | alpha | time (s) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -103,7 +112,12 @@ def write_report(results: list, out_dir: str | Path, title: str = "Claims report
                   f"> {claim.statement}", "",
                   "Premise: " + ", ".join(f"`{k}={v}`" for k, v in rs[0].premise.items()), ""]
         for c in claim.controls:
-            lines.append(f"- Control **{c.name}** (`{c.flip}`): {c.why}")
+            lines.append(f"- Control **{c.name}** (`{c.flip}`): {c.why}"
+                         + (f" Why several settings: {c.why_several}" if c.why_several else ""))
+        if claim.changes:
+            lines += ["", "Changed after a pilot run (the paper's version, the change, the reason; confirmed by "
+                      "`claims calibrate` on fresh random seeds):", ""]
+            lines += [f"- {ch}" for ch in claim.changes]
         try:
             png = plot_claim(rs, out / f"{cid}-{case}.png")
             lines += ["", f"![{cid} {case}]({png.name})", ""]
@@ -111,8 +125,9 @@ def write_report(results: list, out_dir: str | Path, title: str = "Claims report
             lines += ["", f"(plot failed: {e})", ""]
         for r in rs:
             lines += [f"**{r.backend}/{r.device} {r.dtype}**, tier `{r.tier}`, {r.seeds} seeds per scale, base seed "
-                      f"{r.base_seed}, scales {r.claim_result.scales}, run alpha {r.alpha:g} (per law "
-                      f"{r.law_alpha:.3g}), measured in {r.seconds:.1f} s: claim **{r.verdict}**", "",
+                      f"{r.base_seed}, scales {r.claim_result.scales}, family-wise alpha {r.alpha:g} over "
+                      f"{r.verdicts} verdicts (each law at {r.law_alpha:.3g}), code {r.code}, measured in "
+                      f"{r.seconds:.1f} s: claim **{r.verdict}**", "",
                       "| variant | law | statistic | estimate | CI | band | verdict |", "|---|---|---|---|---|---|---|"]
             lines += _law_rows(r.claim_result)
             for c in r.controls:
@@ -124,13 +139,22 @@ def write_report(results: list, out_dir: str | Path, title: str = "Claims report
     return md
 
 
+def _family(results) -> str:
+    r = results[0]
+    return (f"Family-wise alpha: **{r.alpha:g}** over **{r.verdicts}** verdicts (Bonferroni; every law of every "
+            f"claim case and every law a control is asked to refute), so each law is evaluated at "
+            f"{r.law_alpha:.3g}: the chance that this report refutes anything true is at most {r.alpha:g}.")
+
+
 def summary_dict(r) -> dict:
     def laws(v):
         return [{"law": x.law, "statistic": x.statistic, "estimate": x.estimate.value, "ci": [x.estimate.low,
-                 x.estimate.high], "confidence": x.estimate.confidence, "band": list(x.band), "verdict": x.verdict}
+                 x.estimate.high], "confidence": x.estimate.confidence, "method": x.estimate.method,
+                 "note": x.note, "band": list(x.band), "verdict": x.verdict}
                 for x in v.laws]
     return {"claim": r.claim, "case": r.case, "backend": r.backend, "device": r.device, "dtype": r.dtype,
-            "tier": r.tier, "seeds": r.seeds, "base_seed": r.base_seed, "alpha": r.alpha, "seconds": r.seconds,
+            "tier": r.tier, "seeds": r.seeds, "base_seed": r.base_seed, "alpha": r.alpha, "law_alpha": r.law_alpha,
+            "verdicts": r.verdicts, "code": r.code, "seconds": r.seconds,
             "premise": r.premise, "verdict": r.verdict, "scales": r.claim_result.scales,
             "laws": laws(r.claim_result),
             "controls": [{"control": c.variant, "verdict": c.verdict, "laws": laws(c)} for c in r.controls]}
