@@ -108,9 +108,20 @@ LAZY_OUTPUT_SCALE = Claim(
                 "alpha = 0.05..0.4 (the tier's control grid): training is not lazy, the weights move by as much as "
                 "their own norm and the twin no longer tracks them (distance ~ movement, not its square)", refutes=("twin", "function-gap")),
     ),
-    tiers={"ci": Tier(scales=(2.0, 8.0, 32.0, 128.0), seeds=6,
+    tiers={"ci": Tier(scales=(2.0, 8.0, 32.0, 128.0), seeds=16,
                       control_scales=(0.05, 0.1, 0.2, 0.4)),
            "full": Tier(scales=(2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0), seeds=32, overrides={"width": 2000},
                         control_scales=(0.02, 0.05, 0.1, 0.2, 0.4))},
     scope={"data_seed": tuple(range(100)), "input_dim": (3, 5, 8)},
+    changes=(
+        "B1 ci grid (catalogue: alpha = 2..32; first version: 2, 4, 8, 16, 32 x 4 seeds) widened to 2, 8, 32, "
+        "128 x 6 seeds: over 2..32 with 8 seeds the function-gap exponent's CI was [-1.089, -0.846], "
+        "inconclusive by 0.004, and 4 alphas over 2..128 give a ~1.5x narrower CI. The full tier went from "
+        "2..128 x 16 seeds to 2..256 x 32 seeds (reason not recorded).",
+        "B1 ci seeds 6 -> 10 -> 16 (16: the first commit-seeded test draw, input_dim 3, left function-gap inconclusive at 10 seeds, CI [-1.149, -0.829]); 6 -> 10: under the t-interval engine the function-gap exponent's CI at 6 seeds, [-1.13, "
+        "-0.847], straddled the band's -0.85 edge.",
+        "B1 small-alpha control (catalogue: alpha in {0.05, 0.1}, weights move as much as their own norm, "
+        "function gap 0.09-0.15) runs on alpha = 0.05, 0.1, 0.2, 0.4 (full: 0.02..0.4) and must refute the "
+        "twin or function-gap exponent law, since the first version; reason not recorded.",
+    ),
 )
