@@ -2,6 +2,8 @@
 resolves torch by itself (which would download several GB of CUDA packages). virtualenv + pip, not uv: uv does
 not see the local torch wheel."""
 
+import os
+
 import nox
 
 nox.options.sessions = ["tests"]
@@ -23,10 +25,12 @@ def install(session, extras):
 
 @nox.session
 def tests(session):
-    """Run the test suite on both backends (HARNESS_BACKENDS=torch or =jax narrows it)."""
+    """Run the test suite on both backends, both required: a backend that fails to install or import fails the
+    session instead of being skipped (HARNESS_BACKENDS=torch or =jax narrows it on purpose)."""
     install(session, "jax,torch,test")
     args = session.posargs or ["-n", "2", "-q"]
-    session.run("pytest", *args, env=SMALL_KERNEL_ENV)
+    env = {**SMALL_KERNEL_ENV, "HARNESS_BACKENDS": os.environ.get("HARNESS_BACKENDS", "torch,jax")}
+    session.run("pytest", *args, env=env)
 
 
 @nox.session

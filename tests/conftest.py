@@ -72,8 +72,10 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     names, explicit = _parse_backends(os.environ.get("HARNESS_BACKENDS"))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from claimcheck import DRAW_SEED
     return (f"harness backends: {', '.join(names)} ({'HARNESS_BACKENDS' if explicit else 'default'}); "
-            f"hypothesis profile: {_profile}")
+            f"hypothesis profile: {_profile}; claim draws: CLAIM_DRAW_SEED={DRAW_SEED}")
 
 
 def get_selected_backend(name, dtype="float64"):

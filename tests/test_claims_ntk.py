@@ -9,9 +9,9 @@ hunting for an unlucky seed. Each test runs ``EXAMPLES`` drawn premises; the run
 also needs power: ``claims calibrate`` measures that rate. Every control must be rejected in every example.
 """
 import pytest
-from hypothesis import Phase, given, settings
+from hypothesis import given
 
-from claimcheck import CLAIM_SETTINGS, check_claim, drawn_premise
+from claimcheck import CLAIM_SETTINGS, check_claim, claim_draws, drawn_premise
 from harness.store import Store
 from harness.sweep import run_claim
 
@@ -57,7 +57,7 @@ def test_broken_ntk_forward_multiplier_refutes_the_claim(claim_id, mc_backend, m
 
 
 @pytest.mark.claim
-@settings(max_examples=1, phases=(Phase.explicit, Phase.generate))
+@claim_draws(examples=1)
 @given(premise=drawn_premise("ntk-ensemble-gp"))
 def test_trained_ensemble_is_the_ntk_gp(backend_name, store, premise):
     """A4: the trained ensemble's mean and variance match the NTK-GP; a mean-field ensemble (control) does not.

@@ -1,5 +1,6 @@
-"""The claim engine: statistics (a synthetic power law is recovered at the stated rate), laws' three-way verdicts,
-claim declarations, the store (resume after a kill, no duplicate points) and the CLI's exit codes."""
+"""The claim engine: laws' three-way verdicts, claim declarations, seeds, the store (resume after a kill, no
+duplicate points, code-versioned keys), the family-wise alpha and the CLI's exit codes. Interval coverage is in
+test_coverage.py."""
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from scipy.stats import binomtest
 from harness import HarnessError
 from harness.claim import Claim, Control, Tier, derive_seed, get_claim, registry
 from harness.laws import HOLDS, INCONCLUSIVE, REFUTED, PowerLaw, compare
-from harness.stats import Estimate, bootstrap, power_law_slope
+from harness.stats import Estimate, power_law_slope
 from harness.store import Store
 from harness.sweep import LocalExecutor, Task, tasks_for
 
@@ -22,21 +23,6 @@ from harness.sweep import LocalExecutor, Task, tasks_for
 def test_power_law_slope_exact():
     n = np.array([64, 128, 256, 512])
     assert power_law_slope(n, 3.0 * n ** -0.75) == pytest.approx(-0.75, abs=1e-12)
-
-
-def test_bootstrap_ci_covers_true_exponent_at_stated_rate():
-    """A synthetic power law b = -0.5 with log-normal seed noise: the nominal 90% CI must cover b in a fraction of
-    200 independent replications not significantly below 0.9 (one-sided binomial test at level 1e-3, so this test
-    fails with probability <= 1e-3 if the CI is calibrated)."""
-    scales = np.array([64, 128, 256, 512, 1024], float)
-    rng = np.random.default_rng(1234)
-    reps, covered = 200, 0
-    for r in range(reps):
-        samples = [2.0 * s ** -0.5 * np.exp(0.3 * rng.standard_normal(16)) for s in scales]
-        est = bootstrap(samples, lambda ss: power_law_slope(scales, [np.mean(x) for x in ss]), 0.9, seed=r,
-                        n_resamples=400)
-        covered += est.low <= -0.5 <= est.high
-    assert binomtest(covered, reps, 0.9, alternative="less").pvalue > 1e-3, covered / reps
 
 
 def test_law_verdicts_are_three_way():
@@ -51,7 +37,7 @@ def test_law_verdicts_are_three_way():
 def _dummy_claim(**changes):
     kw = dict(id="dummy", title="t", paper="p", statement="s", premise={"a": 1}, scale_name="n",
               measure=lambda s, b: {"x": s.scale}, laws=(PowerLaw("l", "x", (0.9, 1.1)),),
-              controls=(Control("c", {"a": 2}, "why"),), tiers={"ci": Tier((1, 2, 4), 2)})
+              controls=(Control("c", {"a": 2}, "why"),), tiers={"ci": Tier((1, 2, 4), 3)})
     kw.update(changes)
     return Claim(**kw)
 
@@ -63,12 +49,27 @@ def test_claim_without_control_is_refused():
 
 def test_claim_without_ci_tier_is_refused():
     with pytest.raises(HarnessError, match="ci"):
-        _dummy_claim(tiers={"full": Tier((1, 2), 2)})
+        _dummy_claim(tiers={"full": Tier((1, 2), 3)})
 
 
 def test_control_naming_unknown_law_is_refused():
     with pytest.raises(HarnessError, match="unknown laws"):
         _dummy_claim(controls=(Control("c", {"a": 2}, "why", refutes=("nope",)),))
+
+
+def test_too_few_seeds_are_refused():
+    """A confidence interval needs MIN_SEEDS seeds per scale: refused at registration and on --seeds."""
+    with pytest.raises(HarnessError, match="at least 3"):
+        _dummy_claim(tiers={"ci": Tier((1, 2), 2)})
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "ntk-drift", "--seeds", "2"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "--seeds must be at least 3" in r.stderr
+
+
+def test_control_flipping_several_settings_must_say_why():
+    with pytest.raises(HarnessError, match="why_several"):
+        _dummy_claim(premise={"a": 1, "b": 2}, controls=(Control("c", {"a": 2, "b": 3}, "why"),))
+    _dummy_claim(premise={"a": 1, "b": 2}, controls=(Control("c", {"a": 2, "b": 3}, "why", why_several="because"),))
 
 
 def test_registry_finds_every_claim_module():
@@ -92,6 +93,8 @@ def test_seeds_are_derived_and_backend_independent():
     b = tasks_for(claim, "ci", "torch", case="tanh", seeds=3)
     assert [t.setting.seed for t in a] == [t.setting.seed for t in b]
     assert len({t.setting.seed for t in a if t.setting.variant == "claim"}) == len(claim.tier("ci").scales) * 3
+    # each control is measured on seeds of its own: an independent sample, not the claim's networks again
+    assert len({t.setting.seed for t in a}) == len(a)
     assert derive_seed("x", 1) == derive_seed("x", 1) != derive_seed("x", 2)
     assert Task.from_json(a[0].to_json()) == a[0]
 
@@ -129,6 +132,23 @@ def test_store_resumes_after_kill_without_duplicates(tmp_path):
         assert stats["measured"] == 0 and s.count() == len(tasks)
 
 
+def test_store_key_changes_with_the_measure_code(tmp_path):
+    """A point measured by other code is never reused: the code hash is part of the key."""
+    claim = get_claim("ntk-init-limit")
+    (task,) = tasks_for(claim, "ci", "jax", case="relu", seeds=3)[:1]
+    assert task.code and len(task.code) == 16
+    with Store(tmp_path / "k.sqlite") as s:
+        s.put(task, {"x": np.ones(1)}, 0.1)
+        assert s.has(task)
+        assert not s.has(Task(**{**task.__dict__, "code": "0" * 16}))
+
+
+def test_family_wise_alpha_is_divided_over_every_verdict():
+    from harness.sweep import verdict_count
+    a2 = get_claim("ntk-init-limit")         # 3 laws; two controls, each asked to refute one law
+    assert verdict_count(a2) == 5 and verdict_count(a2, 2) == 10 and verdict_count(a2, 1, False) == 3
+
+
 # -- CLI ------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, message", [
     (["run", "no-such-claim"], "unknown claim"),
@@ -149,6 +169,28 @@ def test_cli_cuda_without_cuda_is_exit_2():
     if "cuda" in r.stdout.lower() and r.returncode == 0:
         pytest.skip("CUDA is available here")
     assert r.returncode == 2 and "cuda" in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.claim
+def test_cli_run_prints_the_family_wise_alpha(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "ntk-init-limit", "--case", "relu", "--seeds",
+                        "3", "--backend", "jax", "--store", str(tmp_path / "s.sqlite"), "--no-progress"],
+                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode in (0, 1), r.stderr
+    assert "family-wise alpha 0.05 over 5 verdicts" in r.stdout and "each law at 0.01" in r.stdout, r.stdout
+
+
+@pytest.mark.claim
+def test_calibrate_counts_apart_and_fails_when_the_bound_exceeds_alpha(tmp_path):
+    """Two reruns bound the refutation rate by 0.78 at best: more than alpha, so calibrate exits 1; refuted and
+    inconclusive are counted apart, the fresh base seed is printed, and the table is written."""
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "calibrate", "ntk-init-limit", "--case", "relu",
+                        "--seeds", "3", "--runs", "2", "--backend", "jax", "--workers", "1", "--no-progress",
+                        "--store", str(tmp_path / "c.sqlite"), "--out", str(tmp_path / "cal")],
+                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "repeat with --base-seed" in r.stdout and "inconclusive" in r.stdout and "refuted" in r.stdout
+    assert "upper 95% bound" in r.stdout and (tmp_path / "cal" / "calibration.md").exists()
 
 
 def test_cli_list_and_help():
