@@ -28,7 +28,8 @@ def tests(session):
     """Run the test suite on both backends, both required: a backend that fails to install or import fails the
     session instead of being skipped (HARNESS_BACKENDS=torch or =jax narrows it on purpose)."""
     install(session, "jax,torch,test")
-    args = session.posargs or ["-n", "2", "-q"]
+    # worksteal: an idle worker takes queued tests from the busy one, so the long claim tests do not pile up on one
+    args = session.posargs or ["-n", "2", "--dist", "worksteal", "-q"]
     env = {**SMALL_KERNEL_ENV, "HARNESS_BACKENDS": os.environ.get("HARNESS_BACKENDS", "torch,jax")}
     session.run("pytest", *args, env=env)
 

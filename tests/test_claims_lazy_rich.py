@@ -1,11 +1,12 @@
 """B1-B4 and D1 (Chizat et al. 2019; Woodworth et al. 2020; Yang & Hu 2021) at the ci tier, on each backend, as
 properties over the settings each claim quantifies over.
 
-Hypothesis draws the premise (data seed, input or ambient dimension, sparsity) from the claim's ``scope``; the
-seeds (network init, or the data draw for the diagonal nets) are derived from the drawn settings
-(``derive_seed``), never searched, so the shrinker cannot go hunting for an unlucky seed. Each test runs
-``EXAMPLES`` drawn premises at run alpha ``FALSE_ALARM / EXAMPLES`` (Bonferroni): a true claim is refuted somewhere
-in a test with probability at most ``FALSE_ALARM``. Each test asks the claim to hold and every control to be
+Hypothesis draws the premise (data seed, input or ambient dimension, sparsity) from the claim's ``scope``, seeded by
+the commit (``claimcheck.DRAW_SEED``); the seeds (network init, or the data draw for the diagonal nets) are derived
+from the drawn settings and that seed (``derive_seed``), never searched, so the shrinker cannot go hunting for an
+unlucky seed. Each test runs ``EXAMPLES`` drawn premises at family-wise alpha ``FALSE_ALARM / EXAMPLES`` (divided
+by the engine over every verdict of the run): a true claim is refuted somewhere in a test with probability at most
+``FALSE_ALARM``. Each test asks the claim to hold and every control to be
 rejected in every example.
 """
 import numpy as np

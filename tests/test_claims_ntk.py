@@ -1,11 +1,11 @@
 """A1-A3 (Jacot et al. 2018; Lee et al. 2019) at the ci tier, on each backend, as properties over the settings
 each claim quantifies over.
 
-Hypothesis draws the premise (activation, depth, input dimension, data seed) from the claim's ``scope``; the
-network seeds are derived from the drawn settings (``derive_seed``), never searched, so the shrinker cannot go
-hunting for an unlucky seed. Each test runs ``EXAMPLES`` drawn premises; the run alpha of each is
-``FALSE_ALARM / EXAMPLES`` (Bonferroni), so a true claim is *refuted* somewhere in a test with probability at most
-``FALSE_ALARM`` = 0.05. Beyond refutation, each test asks the claim to *hold* (its CIs inside the bands), which
+Hypothesis draws the premise (activation, depth, input dimension, data seed) from the claim's ``scope``, seeded by
+the commit (``claimcheck.DRAW_SEED``, printed in the header); the network seeds are derived from the drawn settings
+and that seed (``derive_seed``), never searched, so the shrinker cannot go hunting for an unlucky seed. Each test
+runs ``EXAMPLES`` drawn premises at family-wise alpha ``FALSE_ALARM / EXAMPLES``, divided by the engine over every
+verdict of the run, so a true claim is *refuted* somewhere in a test with probability at most ``FALSE_ALARM`` = 0.05. Beyond refutation, each test asks the claim to *hold* (its CIs inside the bands), which
 also needs power: ``claims calibrate`` measures that rate. Every control must be rejected in every example.
 """
 import pytest
@@ -61,5 +61,5 @@ def test_broken_ntk_forward_multiplier_refutes_the_claim(claim_id, mc_backend, m
 @given(premise=drawn_premise("ntk-ensemble-gp"))
 def test_trained_ensemble_is_the_ntk_gp(backend_name, store, premise):
     """A4: the trained ensemble's mean and variance match the NTK-GP; a mean-field ensemble (control) does not.
-    256 seeds make one example as costly as the others' two, so this test draws one premise at the full budget."""
+    One drawn premise, like every claim test (claimcheck.EXAMPLES)."""
     check_claim("ntk-ensemble-gp", premise, backend_name, store, examples=1)
