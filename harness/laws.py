@@ -99,8 +99,9 @@ class Law:
     def interval(self, scales, samples, confidence) -> Estimate:
         raise NotImplementedError
 
-    def exact_reduce(self, values) -> float:
-        return self.point(np.arange(len(values), dtype=float) + 1, [np.array([v]) for v in values])
+    def exact_reduce(self, scales, values) -> float:
+        """The estimate from per-scale values of a deterministic quantity (``method="exact"``)."""
+        return self.point(scales, [np.array([v]) for v in values])
 
     def describe(self) -> str:
         return self.what or type(self).__name__
@@ -171,8 +172,8 @@ class AtScale(Law):
         i = self._index(scales)
         return t_at(scales[i], samples[i], self.summary, confidence)
 
-    def exact_reduce(self, values):
-        return values[-1] if self.scale is None else values[0]
+    def exact_reduce(self, scales, values):
+        return values[0]                        # estimate() passes the named scale alone
 
     def estimate(self, scales, samples, confidence, seed=0):
         i = self._index(scales)                # only the named scale's seeds matter
@@ -196,7 +197,7 @@ class EveryScale(Law):
     def interval(self, scales, samples, confidence):
         return t_worst(scales, samples, self.summary, confidence, self.worst)
 
-    def exact_reduce(self, values):
+    def exact_reduce(self, scales, values):
         return float(np.max(values) if self.worst == "max" else np.min(values))
 
     def describe(self):

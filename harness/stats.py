@@ -187,14 +187,15 @@ def t_smallest_rise(scales, samples, summary, confidence) -> Estimate:
 
 
 def exact(scales, samples, summary, confidence, reduce: Callable) -> Estimate:
-    """A deterministic quantity: every seed must give the same summary; compared as it is."""
+    """A deterministic quantity: every seed must give the same summary; ``reduce(scales, per-scale values)`` is the
+    law's estimate, compared as it is."""
     vals = []
     for sc, s in zip(scales, samples):
         per_seed = np.array([summary(s[i:i + 1]) for i in range(s.shape[0])])
         if not np.allclose(per_seed, per_seed[0], rtol=1e-9, atol=0):
             return undefined(confidence, "exact", f"declared exact but varies across seeds at scale {sc:g}")
         vals.append(float(per_seed[0]))
-    value = float(reduce(vals))
+    value = float(reduce(np.asarray(scales, dtype=float), vals))
     return Estimate(value, value, value, confidence, "exact")
 
 

@@ -216,3 +216,11 @@ def test_at_scale_names_a_scale_of_the_tier():
 def test_compare_without_interval_is_inconclusive():
     from harness.stats import undefined
     assert compare(undefined(0.95, "t", "why"), (None, 1.0)) == INCONCLUSIVE
+
+
+def test_exact_power_law_uses_the_scales():
+    """A deterministic power law (every seed the same) declared exact: its exponent, from the real scales."""
+    scales = [2.0, 4.0, 8.0]
+    samples = [np.full(3, 5.0 * s ** -2) for s in scales]
+    res = PowerLaw("p", "x", (-2.1, -1.9), method="exact").evaluate(scales, samples, {}, 0.01)
+    assert res.verdict == HOLDS and res.estimate.value == pytest.approx(-2.0)
