@@ -3,7 +3,7 @@
 Each test simulates a claim's design (its number of scales and seeds, its summary) with realistic seed noise
 (log-normal, sigma 0.3, the spread seen in the NTK and lazy-training claims) around a known truth, evaluates the
 law exactly as a claim run does (``Law.estimate``), and counts misses. The levels are those of the registered
-claims: every law of ``claims run --all`` (family-wise 0.05 over all its verdicts), the claim tests (0.025 per
+claims: every law of ``claims run --all`` (family-wise 0.05 over all its verdicts), the claim tests (0.05 per
 drawn premise over a claim's verdicts) and 0.95.
 
 Tolerance: the observed miss count is compared with the nominal rate by a one-sided exact binomial test at level
@@ -34,8 +34,9 @@ def run_level() -> float:
 
 
 def claim_test_level():
-    """The smallest per-claim-test level (a drawn premise at 0.025 over the claim's verdicts)."""
-    return 1 - 0.025 / max(verdict_count(c) for c in registry().values())
+    """The highest per-law level of a claim test (a drawn premise at FALSE_ALARM / EXAMPLES over its verdicts)."""
+    from claimcheck import EXAMPLES, FALSE_ALARM
+    return 1 - FALSE_ALARM / EXAMPLES / max(verdict_count(c) for c in registry().values())
 
 
 LEVELS = {"run": run_level(), "test": claim_test_level(), "0.95": 0.95}
