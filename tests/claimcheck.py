@@ -6,8 +6,9 @@ draw seed (``derive_seed``), never searched. A test of ``EXAMPLES`` drawn premis
 claim is *refuted* somewhere in the test with probability at most ``FALSE_ALARM``; the test also asks the claim to
 *hold* (which needs power, measured by ``claims calibrate``) and every control to be rejected.
 
-Varied draws. The draws change from commit to commit, so the suite does not test the same premises forever: the
-draw seed is ``CLAIM_DRAW_SEED`` when set, else derived from the checked-out commit (``git rev-parse HEAD``), else
+Varied draws. The draws change whenever the code changes, so the suite does not test the same premises forever:
+the draw seed is ``CLAIM_DRAW_SEED`` when set, else derived from the committed trees of ``harness/``, ``claims/``
+and ``tests/`` (``git rev-parse HEAD:harness ...``: a commit that touches only documentation keeps its draws), else
 from the date. Each scope's values are shuffled by it (Hypothesis tries its simplest example first, which would
 otherwise always be each scope's first value) and Hypothesis is seeded with it. It is printed in the pytest header
 and in every failure, so ``CLAIM_DRAW_SEED=N pytest ...`` repeats a failing draw exactly.
@@ -33,10 +34,11 @@ def _draw_seed() -> int:
     if os.environ.get("CLAIM_DRAW_SEED"):
         return int(os.environ["CLAIM_DRAW_SEED"])
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=os.path.dirname(os.path.abspath(__file__)))
-        if head.returncode == 0 and head.stdout.strip():
-            return int(head.stdout.strip()[:8], 16)
+        trees = subprocess.run(["git", "rev-parse", "HEAD:harness", "HEAD:claims", "HEAD:tests"],
+                               capture_output=True, text=True, timeout=10,
+                               cwd=os.path.dirname(os.path.abspath(__file__)))
+        if trees.returncode == 0 and trees.stdout.strip():
+            return zlib.crc32(trees.stdout.encode())
     except (OSError, subprocess.SubprocessError):
         pass
     return datetime.date.today().toordinal()
