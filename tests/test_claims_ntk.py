@@ -50,6 +50,10 @@ def test_broken_ntk_forward_multiplier_refutes_the_claim(claim_id, mc_backend, m
     from harness import parametrisation as P
     broken = P.Parametrisation("ntk", "ntk", {"hidden": P.ABC(a=0.5), "output": P.ABC(a=0.5)})
     monkeypatch.setitem(P.PARAMETRISATIONS, "ntk", broken)
+    # the backend caches compiled functions per model, and an MLP equal to one an earlier test compiled (with the
+    # real table) would reuse that function: start this test from an empty cache, restored afterwards
+    from harness import get_backend
+    monkeypatch.setattr(get_backend(mc_backend.framework_name, "cpu", "float64"), "_cache", {})
     with Store(tmp_path / "broken.sqlite") as store:
         (result,) = run_claim(claim_id, "ci", mc_backend.framework_name, case="tanh", seeds=4, store=store,
                               include_controls=False)
