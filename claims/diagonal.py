@@ -52,10 +52,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness import FunctionModel, sgd
-from harness.claim import Claim, Control, Tier
+from harness.engine.claim import Claim, Control, Tier
 from harness.diagonal import (Q_alpha, implicit_bias_solution, min_l1_interpolator, min_l2_interpolator,
                               rowspace_residual)
-from harness.laws import AtScale, EveryScale, Increasing
+from harness.engine.laws import AtScale, EveryScale, Increasing
 
 
 # -- the model and its training ---------------------------------------------------------------------------------

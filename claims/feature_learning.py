@@ -33,10 +33,10 @@ printed beside its verdict. No CI-tier run of either case has diverged.
 import numpy as np
 
 from harness import MLP, sgd
-from harness.claim import Claim, Control, Tier
+from harness.engine.claim import Claim, Control, Tier
 from harness.data import sin_cos_target, sphere
 from harness.kernels import rms
-from harness.laws import PowerLaw
+from harness.engine.laws import PowerLaw
 
 RATES = {"mup": (-0.15, 0.15), "ntk": (-0.65, -0.35)}
 

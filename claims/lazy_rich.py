@@ -29,10 +29,10 @@ the twin or the gap law.
 import numpy as np
 
 from harness import MLP, output_scaled, sgd
-from harness.claim import Claim, Control, Tier
+from harness.engine.claim import Claim, Control, Tier
 from harness.data import sin_cos_target, sphere
 from harness.kernels import linearised_gd, rms
-from harness.laws import PowerLaw
+from harness.engine.laws import PowerLaw
 
 CHIZAT_RATE = (-1.15, -0.85)
 TWIN_RATE = (-2.15, -1.85)

@@ -16,11 +16,11 @@ the chance of refuting a true law is at most that; the chance of an inconclusive
 ``claims calibrate`` measures.
 """
 from harness import MLP, sgd
-from harness.claim import Claim, Control, Tier
+from harness.engine.claim import Claim, Control, Tier
 from harness.data import sin_cos_target, sphere
 from harness.kernels import linearised_gd, relative_change, relative_kernel_drift, rms
-from harness.laws import AtScale, EveryScale, PowerLaw
-from harness.stats import spread_over_seeds
+from harness.engine.laws import AtScale, EveryScale, PowerLaw
+from harness.engine.stats import spread_over_seeds
 
 import functools
 import json

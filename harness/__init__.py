@@ -1,4 +1,7 @@
-"""Deep-learning theory harness: backend-neutral models, kernels, Hessians and training on torch and JAX.
+"""Deep-learning theory harness, in two halves: the numerics that measure (backend-neutral models,
+parametrisations, kernels, Hessians and training on torch and JAX; ``harness/backends/`` holds one module per
+framework) and the engine that turns claims into verdicts (``harness.engine``: claims, laws, statistics, sweeps,
+executors, store, report, CLI).
 
 Importing :mod:`harness` loads neither torch nor jax; :func:`get_backend` imports the one asked for.
 """
@@ -9,6 +12,8 @@ from .losses import cross_entropy, mse
 from .models import MLP, FunctionModel, Model, OutputScaled, output_scaled
 from .optim import Optimizer, adam, sgd
 from .parametrisation import PARAMETRISATIONS, get_parametrisation
+from .engine import (AtScale, Claim, Control, EveryScale, Increasing, Law, PowerLaw, Proportion, Tier, get_claim,
+                     run_claim)
 
 __all__ = [
     "get_backend", "available_backends", "Backend", "TrainResult", "HarnessError",
@@ -16,4 +21,6 @@ __all__ = [
     "mlp_kernels", "nngp_kernel", "ntk_kernel", "Kernels",
     "sgd", "adam", "Optimizer", "mse", "cross_entropy",
     "PARAMETRISATIONS", "get_parametrisation",
+    "Claim", "Control", "Tier", "Law", "PowerLaw", "AtScale", "EveryScale", "Increasing", "Proportion",
+    "get_claim", "run_claim",
 ]

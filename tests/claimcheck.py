@@ -21,8 +21,8 @@ import zlib
 import numpy as np
 from hypothesis import Phase, seed, settings, strategies as st
 
-from harness.claim import derive_seed, get_claim
-from harness.sweep import run_claim
+from harness.engine.claim import derive_seed, get_claim
+from harness.engine.sweep import run_claim
 
 FALSE_ALARM = 0.05
 # One drawn premise per claim test and commit: the draws change with every commit, so the scope is covered across

@@ -135,7 +135,7 @@ def mc_backend():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A fresh results store per claim-test module (points are shared by that module's tests only)."""
-    from harness.store import Store
+    from harness.engine.store import Store
     s = Store(tmp_path_factory.mktemp("claims") / "store.sqlite")
     yield s
     s.close()

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 
 from claimcheck import CLAIM_SETTINGS, check_claim, drawn_premise
-from harness.claim import get_claim
-from harness.store import Store
-from harness.sweep import run_claim
+from harness.engine.claim import get_claim
+from harness.engine.store import Store
+from harness.engine.sweep import run_claim
 
 
 @pytest.mark.claim

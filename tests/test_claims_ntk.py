@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 
 from claimcheck import CLAIM_SETTINGS, check_claim, claim_draws, drawn_premise
-from harness.store import Store
-from harness.sweep import run_claim
+from harness.engine.store import Store
+from harness.engine.sweep import run_claim
 
 
 @pytest.mark.claim

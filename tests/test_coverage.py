@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from scipy.stats import binom, binomtest
 
-from harness.claim import registry
-from harness.laws import HOLDS, INCONCLUSIVE, REFUTED, AtScale, EveryScale, Increasing, PowerLaw, Proportion, compare
-from harness.stats import spread_over_seeds
-from harness.sweep import verdict_count
+from harness.engine.claim import registry
+from harness.engine.laws import HOLDS, INCONCLUSIVE, REFUTED, AtScale, EveryScale, Increasing, PowerLaw, Proportion, compare
+from harness.engine.stats import spread_over_seeds
+from harness.engine.sweep import verdict_count
 
 FALSE_FAIL = 1e-3
 SIGMA = 0.3
@@ -123,7 +123,7 @@ def test_bootstrap_bca_covers_at_moderate_level():
     registered claim uses it today; its coverage at high levels would need far more resamples than a test can
     afford, so a claim that adopts it should measure coverage at its own level first."""
     law = PowerLaw("b", "x", (None, None), method="bootstrap")
-    from harness.stats import bootstrap
+    from harness.engine.stats import bootstrap
     rng = np.random.default_rng(11)
     scales, reps, level, misses = (64, 128, 256, 512), 150, 0.9, 0
     make = lognormal_power_law(-1.0)
@@ -215,7 +215,7 @@ def test_at_scale_names_a_scale_of_the_tier():
 
 
 def test_compare_without_interval_is_inconclusive():
-    from harness.stats import undefined
+    from harness.engine.stats import undefined
     assert compare(undefined(0.95, "t", "why"), (None, 1.0)) == INCONCLUSIVE
 
 

@@ -12,11 +12,11 @@ import pytest
 from scipy.stats import binomtest
 
 from harness import HarnessError
-from harness.claim import Claim, Control, Tier, derive_seed, get_claim, registry
-from harness.laws import HOLDS, INCONCLUSIVE, REFUTED, PowerLaw, compare
-from harness.stats import Estimate, power_law_slope
-from harness.store import Store
-from harness.sweep import LocalExecutor, Task, tasks_for
+from harness.engine.claim import Claim, Control, Tier, derive_seed, get_claim, registry
+from harness.engine.laws import HOLDS, INCONCLUSIVE, REFUTED, PowerLaw, compare
+from harness.engine.stats import Estimate, power_law_slope
+from harness.engine.store import Store
+from harness.engine.sweep import LocalExecutor, Task, tasks_for
 
 
 # -- statistics -----------------------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def test_too_few_seeds_are_refused():
     """A confidence interval needs MIN_SEEDS seeds per scale: refused at registration and on --seeds."""
     with pytest.raises(HarnessError, match="at least 3"):
         _dummy_claim(tiers={"ci": Tier((1, 2), 2)})
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "ntk-drift", "--seeds", "2"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "harness.engine.cli", "run", "ntk-drift", "--seeds", "2"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "--seeds must be at least 3" in r.stderr
 
@@ -82,7 +82,7 @@ def test_registry_finds_every_claim_module():
 
 
 def test_claims_import_neither_torch_nor_jax():
-    code = ("import sys; from harness.claim import registry; registry(); "
+    code = ("import sys; from harness.engine.claim import registry; registry(); "
             "bad = [m for m in ('torch', 'jax') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -105,7 +105,7 @@ def test_store_resumes_after_kill_without_duplicates(tmp_path):
     the store holds each point exactly once."""
     path = tmp_path / "s.sqlite"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "ntk-init-limit", "--case", "tanh",
+    proc = subprocess.Popen([sys.executable, "-m", "harness.engine.cli", "run", "ntk-init-limit", "--case", "tanh",
                              "--backend", "jax", "--seeds", "3", "--store", str(path), "--no-progress"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -144,7 +144,7 @@ def test_store_key_changes_with_the_measure_code(tmp_path):
 
 
 def test_family_wise_alpha_is_divided_over_every_verdict():
-    from harness.sweep import verdict_count
+    from harness.engine.sweep import verdict_count
     a2 = get_claim("ntk-init-limit")         # 3 laws; two controls, each asked to refute one law
     assert verdict_count(a2) == 5 and verdict_count(a2, 2) == 10 and verdict_count(a2, 1, False) == 3
 
@@ -158,13 +158,13 @@ def test_family_wise_alpha_is_divided_over_every_verdict():
     (["calibrate", "ntk-drift", "--runs", "0", "--backend", "jax"], "--runs"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(argv, message):
-    r = subprocess.run([sys.executable, "-m", "harness.cli", *argv], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "harness.engine.cli", *argv], capture_output=True, text=True)
     assert r.returncode == 2
     assert message in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
 
 
 def test_cli_cuda_without_cuda_is_exit_2():
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "ntk-drift", "--device", "cuda"],
+    r = subprocess.run([sys.executable, "-m", "harness.engine.cli", "run", "ntk-drift", "--device", "cuda"],
                        capture_output=True, text=True)
     if "cuda" in r.stdout.lower() and r.returncode == 0:
         pytest.skip("CUDA is available here")
@@ -173,7 +173,7 @@ def test_cli_cuda_without_cuda_is_exit_2():
 
 @pytest.mark.claim
 def test_cli_run_prints_the_family_wise_alpha(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "ntk-init-limit", "--case", "relu", "--seeds",
+    r = subprocess.run([sys.executable, "-m", "harness.engine.cli", "run", "ntk-init-limit", "--case", "relu", "--seeds",
                         "3", "--backend", "jax", "--store", str(tmp_path / "s.sqlite"), "--no-progress"],
                        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     assert r.returncode in (0, 1), r.stderr
@@ -184,7 +184,7 @@ def test_cli_run_prints_the_family_wise_alpha(tmp_path):
 def test_calibrate_counts_apart_and_fails_when_the_bound_exceeds_alpha(tmp_path):
     """Two reruns bound the refutation rate by 0.78 at best: more than alpha, so calibrate exits 1; refuted and
     inconclusive are counted apart, the fresh base seed is printed, and the table is written."""
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "calibrate", "ntk-init-limit", "--case", "relu",
+    r = subprocess.run([sys.executable, "-m", "harness.engine.cli", "calibrate", "ntk-init-limit", "--case", "relu",
                         "--seeds", "3", "--runs", "2", "--backend", "jax", "--workers", "1", "--no-progress",
                         "--store", str(tmp_path / "c.sqlite"), "--out", str(tmp_path / "cal")],
                        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
@@ -194,7 +194,7 @@ def test_calibrate_counts_apart_and_fails_when_the_bound_exceeds_alpha(tmp_path)
 
 
 def test_cli_list_and_help():
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "list"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "harness.engine.cli", "list"], capture_output=True, text=True)
     assert r.returncode == 0 and "ntk-drift" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "harness.engine.cli", "run", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--backend" in r.stdout

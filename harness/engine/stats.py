@@ -31,7 +31,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from scipy import stats
 
-from .errors import HarnessError
+from ..errors import HarnessError
 
 MIN_SEEDS = 3          # per scale: the jackknife of a spread needs n - 1 >= 2, a t interval n - 1 >= 2 df
 METHODS = ("t", "bootstrap", "exact")

@@ -25,9 +25,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .backends import get_backend
+from ..backends import get_backend
 from .claim import Claim, Setting, derive_seed, get_claim
-from .errors import HarnessError
+from ..errors import HarnessError
 from .laws import HOLDS, INCONCLUSIVE, REFUTED, LawResult
 from .stats import MIN_SEEDS
 from .store import Store
@@ -88,9 +88,9 @@ def code_version(claim: Claim) -> str:
     except TypeError:
         src = ""
     if src not in _CODE:
-        root = Path(__file__).resolve().parent
-        engine = {"claim.py", "laws.py", "stats.py", "sweep.py", "store.py", "report.py", "cli.py", "errors.py"}
-        files = [p for p in sorted(root.rglob("*.py")) if p.name not in engine or p.parent != root]
+        root = Path(__file__).resolve().parent.parent          # harness/
+        files = [p for p in sorted(root.rglob("*.py"))
+                 if p.relative_to(root).parts[0] != "engine" and p.relative_to(root) != Path("errors.py")]
         h = hashlib.sha256(HARNESS_VERSION.encode())
         for path in ([Path(src)] if src else []) + files:
             h.update(str(path.relative_to(root.parent) if root.parent in path.parents else path.name).encode())

@@ -74,8 +74,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _backends(spec: str) -> list[str]:
-    from .backends import BACKENDS
-    from .errors import HarnessError
+    from ..backends import BACKENDS
+    from ..errors import HarnessError
     if spec == "all":
         return list(BACKENDS)
     names = [s.strip() for s in spec.split(",") if s.strip()]
@@ -87,7 +87,7 @@ def _backends(spec: str) -> list[str]:
 
 def _claims(args):
     from .claim import get_claim, registry
-    from .errors import HarnessError
+    from ..errors import HarnessError
     if args.all:
         return list(registry().values())
     if not args.ids:
@@ -96,13 +96,13 @@ def _claims(args):
 
 
 def _check_env(backends, device, dtype_of):
-    from .backends import get_backend
+    from ..backends import get_backend
     for b in backends:
         get_backend(b, device, dtype_of)
 
 
 def _check_seeds(args):
-    from .errors import HarnessError
+    from ..errors import HarnessError
     from .stats import MIN_SEEDS
     if args.seeds is not None and args.seeds < MIN_SEEDS:
         raise HarnessError(f"--seeds must be at least {MIN_SEEDS} (a confidence interval needs {MIN_SEEDS} seeds "
@@ -221,7 +221,7 @@ def cmd_run(args, console):
 
 def cmd_report(args, console):
     from .claim import get_claim
-    from .errors import HarnessError
+    from ..errors import HarnessError
     from .report import write_report
     from .store import Store
     from .sweep import evaluate, tasks_for, verdict_count
@@ -288,7 +288,7 @@ def cmd_calibrate(args, console):
     from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
     from rich.markup import escape
-    from .errors import HarnessError
+    from ..errors import HarnessError
     from .stats import proportion, upper_bound
     from .store import Store, default_store_path
     from .sweep import verdict_count
@@ -387,7 +387,7 @@ def cmd_calibrate(args, console):
 
 def main(argv=None) -> int:
     from rich.console import Console
-    from .errors import HarnessError
+    from ..errors import HarnessError
     console = Console()
     parser = _parser()
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """Expected laws: what a claim predicts about its statistic, and the three-way verdict on a measurement.
 
 A law turns per-scale, per-seed measurements into an estimate with a confidence interval at level 1 - alpha
-(alpha is the law's share of the run's family-wise alpha, see :mod:`harness.sweep`), and compares the interval
+(alpha is the law's share of the run's family-wise alpha, see :mod:`harness.engine.sweep`), and compares the interval
 with the law's *band* (``(low, high)``; ``None`` for an open side, so a band with one open side is a bound):
 
 - ``holds``: the CI lies inside the band;
@@ -10,7 +10,7 @@ with the law's *band* (``(low, high)``; ``None`` for an open side, so a band wit
 - ``inconclusive``: the CI straddles an edge (more seeds needed), or there is no interval at all; the reason is
   in the estimate's ``note`` (a non-finite measurement, a log of a value <= 0, no seed-to-seed variation).
 
-Interval methods (``method``): ``"t"`` (default), ``"bootstrap"`` or ``"exact"``; see :mod:`harness.stats`, where
+Interval methods (``method``): ``"t"`` (default), ``"bootstrap"`` or ``"exact"``; see :mod:`harness.engine.stats`, where
 each is described, and ``tests/test_coverage.py``, where its coverage is measured at the levels the claims use.
 
 Non-finite measurements (a diverged training run is recorded as NaN or inf, never as a large number) follow the
@@ -29,7 +29,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .errors import HarnessError
+from ..errors import HarnessError
 from .stats import (METHODS, Estimate, bootstrap, exact, fraction_over_seeds, mean_over_seeds, nonfinite_note,
                     power_law_slope, proportion, t_at, t_slope, t_smallest_rise, t_worst, undefined)
 

@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .errors import HarnessError
+from ..errors import HarnessError
 from .laws import Law
 
 
