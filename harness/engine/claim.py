@@ -1,8 +1,17 @@
 """Declaring a claim: a frozen record that reads like the paper.
 
-A claim file in ``claims/`` builds :class:`Claim` objects at module level; the registry finds every ``Claim``
-in every module of the ``claims`` package, so adding a claim needs no edit in ``harness``. A claim never imports
-torch or jax: its ``measure`` function receives a backend and uses only harness calls on it.
+A claim file builds :class:`Claim` objects at module level. The registry finds every ``Claim`` in every module of
+the ``claims`` package and in the user's own files (``--path FILE_OR_DIR`` on every command, or the
+``CLAIMS_PATH`` environment variable, paths separated by ``os.pathsep``), so verifying a new paper needs no edit
+of this package. A claim never imports torch or jax: its ``measure`` function receives a backend and uses only
+harness calls on it.
+
+Declarations are checked when the claim is built, before anything is measured: a control's flip, a tier's
+overrides, a case and a scope may only name premise settings; a law restricted to cases may only name the claim's
+cases; a law at a named scale needs that scale in every tier; and when the claim declares its ``outputs`` (the
+measurements ``measure`` returns), every law's statistic must be one of them. A claim file that fails to import or
+to validate is reported in one line (its path, the claim and the field) and skipped by the commands that do not
+need it.
 
 Fields, always in this order: identity (``id``, ``title``, ``paper``, ``statement``), **premise** (settings as
 data; ``scope`` lists the values a property test may draw for each setting), **measure** (one independent
@@ -42,6 +51,10 @@ class Control:
     why: str
     refutes: tuple = ()
     why_several: str = ""
+    # Which premise the laws' bands and predictions see: "claim" (default: the claim's prediction is held fixed,
+    # so the control asks whether the claim's law still holds without its premise) or "control" (the flipped
+    # premise's own prediction).
+    prediction: str = "claim"
 
 
 class Setting(NamedTuple):
@@ -75,9 +88,14 @@ class Claim:
     # the change and its reason. Printed by `claims list -v` and in the report; a claim with entries is confirmed
     # by `claims calibrate` on fresh random base seeds, which nothing was tuned on.
     changes: tuple = ()
+    # The measurements ``measure`` returns. Declared, the laws are checked against them when the claim is built
+    # and every measured point against them when it is measured; undeclared, one point is measured first (a dry
+    # run) and checked before the sweep.
+    outputs: tuple = ()
 
     def __post_init__(self):
         from .stats import MIN_SEEDS
+        self._check_declarations()
         if not self.controls:
             raise HarnessError(f"claim {self.id}: a claim needs at least one negative control")
         if not self.laws or not all(isinstance(l, Law) for l in self.laws):
@@ -96,6 +114,59 @@ class Claim:
                 raise HarnessError(f"claim {self.id}: tier {name} has {t.seeds} seeds per scale; a confidence "
                                    f"interval needs at least {MIN_SEEDS}")
 
+    def _check_declarations(self):
+        def fail(msg):
+            raise HarnessError(f"claim {self.id}: {msg}")
+        known = set(self.premise)
+        listing = ", ".join(sorted(known)) or "none"
+
+        def check_keys(where, keys):
+            bad = sorted(set(keys) - known)
+            if bad:
+                fail(f"{where} names {', '.join(map(repr, bad))}, not a premise setting (premise: {listing})")
+        if not isinstance(self.tiers, dict) or not isinstance(self.cases, dict):
+            fail("tiers and cases must be dicts")
+        for c in self.controls:
+            if not isinstance(c, Control):
+                fail(f"controls must be Control objects, got {type(c).__name__}")
+            check_keys(f"control {c.name}: flip", c.flip)
+            if c.prediction not in ("claim", "control"):
+                fail(f"control {c.name}: prediction must be 'claim' or 'control', got {c.prediction!r}")
+        for name, t in self.tiers.items():
+            if not isinstance(t, Tier):
+                fail(f"tier {name} must be a Tier, got {type(t).__name__}")
+            check_keys(f"tier {name}: overrides", t.overrides)
+            if not t.scales:
+                fail(f"tier {name} has no scales")
+        for name, case in self.cases.items():
+            check_keys(f"case {name}", case)
+        check_keys("scope", self.scope)
+        for law in self.laws:
+            if not isinstance(law, Law):
+                continue
+            bad = sorted(set(law.cases) - set(self.cases))
+            if bad:
+                fail(f"law {law.name}: cases names {', '.join(map(repr, bad))}, not a case of the claim "
+                     f"(cases: {', '.join(self.cases)})")
+            if self.outputs and law.statistic not in self.outputs:
+                fail(f"law {law.name}: statistic {law.statistic!r} is not among the declared outputs "
+                     f"({', '.join(self.outputs)})")
+            at = getattr(law, "scale", None)
+            if at is not None:
+                for name, t in self.tiers.items():
+                    grids = [("scales", t.scales)]
+                    if t.control_scales is not None and any(
+                            not c.refutes or law.name in c.refutes for c in self.controls):
+                        grids.append(("control_scales", t.control_scales))
+                    for what, grid in grids:
+                        if not any(np.isclose(float(at), float(s), rtol=1e-9, atol=0) for s in grid):
+                            fail(f"law {law.name}: scale {at:g} is not in tier {name}'s {what} "
+                                 f"{[float(s) for s in grid]}")
+
+    def laws_for(self, case: str) -> tuple:
+        """The laws that apply in ``case`` (a law with ``cases`` applies only in those)."""
+        return tuple(l for l in self.laws if not l.cases or case in l.cases)
+
     def variant(self, **changes) -> "Claim":
         """A copy with some fields replaced (as ``functools.partial`` does for optax aliases)."""
         return replace(self, **changes)
@@ -111,6 +182,15 @@ class Claim:
             if c.name == name:
                 return c
         raise HarnessError(f"claim {self.id} has no control {name!r}")
+
+    def check_outputs(self, result: dict, where: str = "") -> None:
+        """A measured point against the declared ``outputs`` (or, undeclared, against the laws' statistics)."""
+        need = self.outputs or tuple(dict.fromkeys(l.statistic for l in self.laws))
+        missing = [k for k in need if k not in result]
+        if missing:
+            what = "declared output" if self.outputs else "measurement a law needs"
+            raise HarnessError(f"claim {self.id}: the measure did not return the {what} {missing[0]!r}"
+                               f"{' at ' + where if where else ''} (it returned {', '.join(sorted(result)) or 'nothing'})")
 
     def premise_for(self, case: dict, tier: Tier, variant: str = "claim") -> dict:
         p = {**self.premise, **tier.overrides, **case}
@@ -128,10 +208,101 @@ def derive_seed(*parts) -> int:
 
 
 _REGISTRY: dict[str, Claim] | None = None
+_SOURCES: dict[str, str] = {}           # claim id -> the user file it came from ("" for the package and Python)
+_LOADED: dict[str, list] = {}           # resolved user file -> the claims it defines
+LOAD_ERRORS: dict[str, str] = {}        # file -> one line: why it was skipped
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    msg = text[0] if text else ""
+    return msg if isinstance(e, HarnessError) else f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def _where(e: BaseException, path) -> str:
+    """``path:line`` of the deepest frame in ``path`` (the statement that failed), else ``path``."""
+    import traceback
+    line = None
+    for frame in traceback.extract_tb(e.__traceback__):
+        if frame.filename == str(path):
+            line = frame.lineno
+    return f"{path}:{line}" if line else str(path)
+
+
+def _import_file(path):
+    """Import one claim file under a private module name; its claims, or raise HarnessError (one line)."""
+    import hashlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+    path = Path(path).resolve()
+    name = f"_claims_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise HarnessError(f"{path}: not a Python file")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod                  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException as e:              # noqa: BLE001 - any failure of a user file becomes one line
+        sys.modules.pop(name, None)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise HarnessError(f"{_where(e, path)}: {_one_line(e)}") from None
+    return [obj for obj in vars(mod).values() if isinstance(obj, Claim)]
+
+
+def _files(path) -> list:
+    from pathlib import Path
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return sorted(f.resolve() for f in p.glob("*.py") if not f.name.startswith("_"))
+    if p.is_file():
+        return [p.resolve()]
+    raise HarnessError(f"{path}: no such claim file or directory")
+
+
+def load_path(path, strict: bool = True) -> list[Claim]:
+    """Register the claims of a user file, or of every ``*.py`` in a directory (not ``_*``); returns them.
+
+    A file that fails to import or to validate is recorded in :data:`LOAD_ERRORS` (one line: path, line, claim,
+    field) and skipped; with ``strict`` (a path the command was asked to run) it is an error instead, as is a
+    path with no claims at all. A claim id defined twice (in two files, or in a file and the package) is an
+    error either way."""
+    reg = registry()
+    found = []
+    for f in _files(path):
+        key = str(f)
+        if key not in _LOADED:
+            try:
+                _LOADED[key] = _import_file(f)
+                LOAD_ERRORS.pop(key, None)
+            except HarnessError as e:
+                LOAD_ERRORS[key] = str(e)
+                if strict:
+                    raise
+                continue
+        for c in _LOADED[key]:
+            if c.id in reg and reg[c.id] is not c:
+                other = _SOURCES.get(c.id) or "the claims package"
+                raise HarnessError(f"{f}: claim id {c.id!r} is already defined in {other}")
+            reg[c.id] = c
+            _SOURCES[c.id] = key
+            found.append(c)
+    if not found and strict and not any(str(f) in LOAD_ERRORS for f in _files(path)):
+        raise HarnessError(f"{path}: defines no Claim (a claim file builds Claim objects at module level)")
+    return found
+
+
+def env_paths() -> list[str]:
+    import os
+    return [p for p in os.environ.get("CLAIMS_PATH", "").split(os.pathsep) if p.strip()]
 
 
 def registry(package: str = "claims") -> dict[str, Claim]:
-    """Every :class:`Claim` defined at module level in the ``claims`` package, by id (imported once)."""
+    """Every :class:`Claim` defined at module level in the ``claims`` package and in the files named by
+    ``CLAIMS_PATH``, by id (imported once). A module that fails to import is recorded in :data:`LOAD_ERRORS`
+    and skipped."""
     global _REGISTRY
     if _REGISTRY is None:
         try:
@@ -142,14 +313,39 @@ def registry(package: str = "claims") -> dict[str, Claim]:
         for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
             if info.name.startswith("_"):
                 continue
-            mod = importlib.import_module(f"{package}.{info.name}")
+            try:
+                mod = importlib.import_module(f"{package}.{info.name}")
+            except Exception as e:       # noqa: BLE001 - one broken claim module must not break every command
+                import os
+                path = os.path.join(pkg.__path__[0], info.name + ".py")
+                LOAD_ERRORS[path] = f"{_where(e, path)}: {_one_line(e)}"
+                continue
             for obj in vars(mod).values():
                 if isinstance(obj, Claim):
                     if obj.id in found and found[obj.id] is not obj:
                         raise HarnessError(f"two claims share the id {obj.id!r}")
                     found[obj.id] = obj
         _REGISTRY = found
+        for p in env_paths():
+            load_path(p, strict=False)
     return _REGISTRY
+
+
+def register(claim: Claim) -> Claim:
+    """Add a claim built in Python to the registry (``run_claim`` does this), so its tasks find it by id."""
+    reg = registry()
+    if claim.id in reg and reg[claim.id] is not claim:
+        if reg[claim.id] != claim:
+            raise HarnessError(f"claim id {claim.id!r} is already registered for another claim "
+                               f"({_SOURCES.get(claim.id) or 'the claims package'})")
+        return reg[claim.id]
+    reg[claim.id] = claim
+    return claim
+
+
+def source_of(claim_id: str) -> str:
+    """The user file a claim was loaded from ("" for the package or a claim built in Python)."""
+    return _SOURCES.get(claim_id, "")
 
 
 def get_claim(claim_id: str) -> Claim:
@@ -157,4 +353,5 @@ def get_claim(claim_id: str) -> Claim:
     try:
         return reg[claim_id]
     except KeyError:
-        raise HarnessError(f"unknown claim {claim_id!r}; known: {', '.join(sorted(reg))}") from None
+        skipped = "".join(f"; skipped {e}" for e in LOAD_ERRORS.values())
+        raise HarnessError(f"unknown claim {claim_id!r}; known: {', '.join(sorted(reg))}{skipped}") from None

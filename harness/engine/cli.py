@@ -15,11 +15,20 @@ EPILOG = """examples:
   claims list
   claims run --all --tier ci --backend all --report reports/ci
   claims run ntk-drift --backend jax --seeds 8
+  claims run my-claim --path my_claims/            # claims from your own files (or CLAIMS_PATH=my_claims/)
+  claims run --all --tier full --device cuda --executor ray --address auto
   claims report --out reports/ci
   claims calibrate ntk-drift --runs 100 --backend jax --out reports/calibration
 
 results are stored in results/claims.sqlite (override with --store or CLAIMS_STORE); a point already stored is
-never recomputed, so an interrupted run resumes where it stopped."""
+never recomputed, so an interrupted run resumes where it stopped. Sweeps use every local core by default
+(--workers N; --workers 1 measures in this process)."""
+
+
+def _path_arg(sp):
+    sp.add_argument("--path", action="append", default=[], metavar="FILE_OR_DIR",
+                    help="load claims from your own file, or every *.py in a directory (repeatable; also the "
+                         "CLAIMS_PATH environment variable, paths separated by ':')")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list the registered claims")
     ls.add_argument("--verbose", "-v", action="store_true", help="show statements, laws and controls")
+    _path_arg(ls)
 
     def common(sp, many=True):
         if many:
@@ -46,16 +56,24 @@ def _parser() -> argparse.ArgumentParser:
                              "(default 0.05)")
         sp.add_argument("--store", default=None, help="SQLite results file (default results/claims.sqlite)")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+        sp.add_argument("--workers", type=int, default=None,
+                        help="parallel worker processes (default: all cores; 1 = in this process)")
+        _path_arg(sp)
 
     run = sub.add_parser("run", help="run claims and their controls; exit 0 only if all hold and all are rejected")
     common(run)
     run.add_argument("--base-seed", type=int, default=0, help="base of the derived seeds (default 0)")
     run.add_argument("--report", default=None, metavar="DIR", help="write the report (markdown + plots) here")
+    run.add_argument("--executor", default="local", choices=["local", "ray"],
+                     help="local worker processes (default) or a Ray cluster (needs the [ray] extra)")
+    run.add_argument("--address", default=None,
+                     help="Ray cluster address (e.g. auto, or ray://HOST:10001); default: start a local cluster")
 
     rep = sub.add_parser("report", help="write the report for every run in the store")
     rep.add_argument("--store", default=None)
     rep.add_argument("--out", default="reports/latest", help="output folder (default reports/latest)")
     rep.add_argument("--alpha", type=float, default=0.05)
+    _path_arg(rep)
 
     cal = sub.add_parser("calibrate", help="rerun claims K times on fresh random seeds: refutation and inconclusive "
                                            "rates with exact bounds, power against each control; exit 1 when a "
@@ -64,7 +82,6 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--runs", type=int, default=100, help="reruns K per claim, case and backend (default 100)")
     cal.add_argument("--base-seed", type=int, default=None,
                      help="first base seed (default: drawn at random and printed; run k uses base seed + k)")
-    cal.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     cal.add_argument("--law-alpha", type=float, default=None,
                      help="evaluate every law at this level instead of alpha divided over the run's verdicts, e.g. "
                           "the level `claims run --all` prints; the refutation bound is then compared with "
@@ -89,6 +106,9 @@ def _claims(args):
     from .claim import get_claim, registry
     from ..errors import HarnessError
     if args.all:
+        from .claim import LOAD_ERRORS
+        if LOAD_ERRORS:
+            raise HarnessError(f"--all, but a claim file was skipped: {next(iter(LOAD_ERRORS.values()))}")
         return list(registry().values())
     if not args.ids:
         raise HarnessError("name at least one claim id, or --all (see `claims list`)")
@@ -111,34 +131,44 @@ def _check_seeds(args):
         raise HarnessError(f"--alpha must be in (0, 1), got {args.alpha}")
 
 
-def _n_cases(claim, args):
+def _cases(claim, args):
     if args.case is not None:
         from .sweep import _case
         _case(claim, args.case)             # one-line error when the claim has no such case
-        return 1
-    return len(claim.cases)
+        return [args.case]
+    return list(claim.cases)
 
 
 def cmd_list(args, console):
-    from .claim import registry
+    from .claim import registry, source_of
     from .laws import fmt_band
-    from rich.table import Table
-    t = Table(title="claims")
-    for col in ("id", "title", "cases", "tiers", "controls"):
-        t.add_column(col)
-    for c in registry().values():
-        t.add_row(c.id, c.title, ", ".join(c.cases), ", ".join(c.tiers), ", ".join(x.name for x in c.controls))
-    console.print(t)
+    claims = list(registry().values())
+    rows = [(c.id, c.title, ", ".join(c.cases), ", ".join(c.tiers), ", ".join(x.name for x in c.controls),
+             "cpu" if "cpu-only" in c.needs else "cpu, cuda", source_of(c.id) or "claims package") for c in claims]
+    if not console.is_terminal:
+        # piped: one tab-separated line per claim, nothing cut, so `claims list | grep ID` finds the id
+        for row in rows:
+            print("\t".join(row))
+    else:
+        from rich.table import Table
+        t = Table(title="claims")
+        t.add_column("id", no_wrap=True, min_width=max((len(r[0]) for r in rows), default=2))
+        for col in ("title", "cases", "tiers", "controls", "devices", "from"):
+            t.add_column(col, overflow="fold")
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
     if args.verbose:
-        for c in registry().values():
-            console.print(f"\n[bold]{c.id}[/bold] — {c.paper}\n  {c.statement}")
+        for c in claims:
+            console.print(f"\n[bold]{c.id}[/bold] — {c.paper}\n  {c.statement}", soft_wrap=True)
             for law in c.laws:
                 band = "per premise" if callable(law.band) else fmt_band(law.band)
-                console.print(f"  law {law.name}: {law.describe()} in {band}")
+                only = f" (cases {', '.join(law.cases)})" if law.cases else ""
+                console.print(f"  law {law.name}: {law.describe()} in {band}{only}", soft_wrap=True, markup=False)
             for x in c.controls:
-                console.print(f"  control {x.name} {x.flip}: {x.why}")
+                console.print(f"  control {x.name} {x.flip}: {x.why}", soft_wrap=True, markup=False)
             for ch in c.changes:
-                console.print(f"  changed after a pilot: {ch}")
+                console.print(f"  changed after a pilot: {ch}", soft_wrap=True, markup=False)
     return 0
 
 
@@ -189,27 +219,26 @@ def parity_lines(results) -> list[str]:
 def cmd_run(args, console):
     from .report import write_report
     from .store import Store
-    from .sweep import run_claim, verdict_count
+    from .sweep import run_claims, verdict_count
     claims = _claims(args)
     backends = _backends(args.backend)
     _check_seeds(args)
     for c in claims:
         c.tier(args.tier)
     _check_env(backends, args.device, "float64")
-    verdicts = sum(verdict_count(c, _n_cases(c, args)) for c in claims)
+    verdicts = sum(verdict_count(c, _cases(c, args)) for c in claims)
     law_alpha = args.alpha / verdicts
     console.print(family_line(args.alpha, verdicts, law_alpha, backends))
-    results = []
+    from .executors import make_executor
     t0 = time.perf_counter()
-    with Store(args.store) as store:
-        for c in claims:
-            for b in backends:
-                got = run_claim(c, args.tier, b, args.device, case=args.case, seeds=args.seeds,
-                                base_seed=args.base_seed, alpha=args.alpha, store=store,
-                                progress=not args.no_progress, law_alpha=law_alpha, verdicts=verdicts)
-                results += got
-                for r in got:
-                    _print_result(console, r)
+    with Store(args.store) as store, make_executor(args.executor, args.workers, args.address,
+                                                   progress=not args.no_progress) as executor:
+        console.print(f"measuring on {executor.describe()}; store {store.path}")
+        results = run_claims(claims, args.tier, backends, args.device, case=args.case, seeds=args.seeds,
+                             base_seed=args.base_seed, alpha=args.alpha, store=store, executor=executor,
+                             law_alpha=law_alpha, verdicts=verdicts, label="claims")
+    for r in results:
+        _print_result(console, r)
     for line in parity_lines(results):
         console.print(line)
     console.print(f"{len(results)} runs in {time.perf_counter() - t0:.1f} s")
@@ -248,7 +277,7 @@ def cmd_report(args, console):
                 complete.append((claim, case, base_seed, tasks))
         if not complete:
             raise HarnessError("no complete run in the store matches the current claims (and their code)")
-        distinct = {(c.id, case, bs): verdict_count(c) for c, case, bs, _ in complete}
+        distinct = {(c.id, case, bs): verdict_count(c, [case]) for c, case, bs, _ in complete}
         verdicts = sum(distinct.values())
         law_alpha = args.alpha / verdicts
         backends = sorted({t[0].backend for *_, t in complete})
@@ -257,16 +286,6 @@ def cmd_report(args, console):
     md = write_report(results, args.out)
     console.print(f"report of {len(results)} runs: {md}")
     return 0 if all(r.ok for r in results) else 1
-
-
-def _one_thread_per_worker():
-    """Worker initialiser: one intra-op thread per process (the workers are the parallelism; with more threads
-    torch's OpenMP pools spin against each other on a small machine)."""
-    import os
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
 
 
 def _calibration_run(job):
@@ -339,7 +358,7 @@ def cmd_calibrate(args, console):
         else:
             import multiprocessing
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_one_thread_per_worker) as pool:
+                                     initializer=one_thread_per_worker) as pool:
                 for res in pool.map(_calibration_run, jobs):
                     tally(res)
                     bar.advance(job)
@@ -348,8 +367,8 @@ def cmd_calibrate(args, console):
         n = c["runs"]
         ub_ref = upper_bound(c["refuted"], n)
         claim = next(x for x in claims if x.id == claim_id)
-        law_alpha = args.law_alpha or args.alpha / verdict_count(claim)
-        run_alpha = law_alpha * verdict_count(claim)
+        law_alpha = args.law_alpha or args.alpha / verdict_count(claim, [case])
+        run_alpha = law_alpha * verdict_count(claim, [case])
         failed |= ub_ref > run_alpha
         row = {"claim": claim_id, "case": case, "backend": backend, "runs": n, "holds": c["holds"],
                "refuted": c["refuted"], "inconclusive": c["inconclusive"], "refuted_upper95": ub_ref,
@@ -392,6 +411,12 @@ def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        from .claim import LOAD_ERRORS, load_path, registry
+        registry()
+        for path in getattr(args, "path", []):
+            load_path(path, strict=args.command != "list")   # list shows what loaded, warns of the rest
+        for line in LOAD_ERRORS.values():
+            print(f"claims: skipped {line}", file=sys.stderr)
         return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "calibrate": cmd_calibrate}[args.command](
             args, console)
     except HarnessError as e:

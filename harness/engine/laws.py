@@ -21,6 +21,17 @@ predicts).
 
 Bands come from the paper (an exponent, a bound, an equivalence margin stated beside it), never from a pilot run.
 A band may depend on the premise (``band=lambda premise: ...``), e.g. an activation-specific exponent.
+
+What a paper's law needs beyond a band, declared on the law (the claim file stays declarative):
+
+- ``predicted=lambda scale, premise: ...``: the law is on measured / predicted, per point, for a prediction
+  that depends on the scale and the premise (e.g. a finite-width formula);
+- ``scale_range=(low, high)``: the law sees only the scales in that closed range (``None`` for an open side),
+  e.g. a power law that holds only asymptotically;
+- ``cases=("tanh",)``: the law applies only in those premise cases of the claim.
+
+Under a control the band and the prediction see the claim's premise by default (the control asks whether the
+claim's prediction still holds without its premise; ``Control(prediction="control")`` for the flipped one).
 """
 from __future__ import annotations
 
@@ -74,8 +85,9 @@ def fmt_band(band) -> str:
 
 @dataclass(frozen=True)
 class Law:
-    """Base: a named law on the measurement ``statistic``; subclasses define ``point`` (the estimate from
-    per-scale samples) and ``interval`` (the estimate with its CI by the ``"t"`` method)."""
+    """Base: a named law on the measurement ``statistic``; subclasses define ``point`` (the point estimate from
+    per-scale samples) and ``interval`` (the estimate with its CI by the ``"t"`` method); :meth:`estimate` picks
+    the method and :meth:`evaluate` gives the verdict."""
     name: str
     statistic: str
     band: tuple | Callable
@@ -83,8 +95,17 @@ class Law:
     what: str = ""
     method: str = "t"
     nonfinite: str = "inconclusive"
+    predicted: Callable | None = None       # predicted(scale, premise) -> value: the law is on measured / predicted
+    scale_range: tuple | None = None        # (low, high), None for an open side: the scales the law sees
+    cases: tuple = ()                       # the claim's cases the law applies in (default: all)
 
     def __post_init__(self):
+        if isinstance(self.cases, str):
+            object.__setattr__(self, "cases", (self.cases,))
+        if self.scale_range is not None and (len(self.scale_range) != 2 or self.scale_range == (None, None)):
+            raise HarnessError(f"law {self.name}: scale_range must be (low, high) with at most one side None")
+        if self.predicted is not None and not callable(self.predicted):
+            raise HarnessError(f"law {self.name}: predicted must be a function (scale, premise) -> value")
         if self.method not in METHODS:
             raise HarnessError(f"law {self.name}: method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.nonfinite not in NONFINITE_RULES:
@@ -95,6 +116,22 @@ class Law:
 
     def point(self, scales, samples) -> float:
         raise NotImplementedError
+
+    def select(self, scales, samples, premise: dict):
+        """The scales this law sees (``scale_range``) and the samples it evaluates (``/ predicted``)."""
+        scales = np.asarray(scales, dtype=float)
+        samples = [np.asarray(s, dtype=float) for s in samples]
+        if self.scale_range is not None:
+            lo, hi = self.scale_range
+            keep = [i for i, sc in enumerate(scales) if (lo is None or sc >= lo * (1 - 1e-12))
+                    and (hi is None or sc <= hi * (1 + 1e-12))]
+            if not keep:
+                raise HarnessError(f"law {self.name}: no measured scale lies in its scale_range "
+                                   f"{self.scale_range} (measured: {[float(x) for x in scales]})")
+            scales, samples = scales[keep], [samples[i] for i in keep]
+        if self.predicted is not None:
+            samples = [s / float(self.predicted(float(sc), premise)) for sc, s in zip(scales, samples)]
+        return scales, samples
 
     def interval(self, scales, samples, confidence) -> Estimate:
         raise NotImplementedError
@@ -128,6 +165,8 @@ class Law:
         return 1
 
     def evaluate(self, scales, samples, premise: dict, alpha: float, seed: int = 0) -> LawResult:
+        """The verdict at level ``1 - alpha``; ``premise`` is what the band and the prediction see."""
+        scales, samples = self.select(scales, samples, premise)
         est = self.estimate(scales, samples, 1 - alpha, seed)
         band = self.band_for(premise)
         return LawResult(self.name, self.statistic, est, band, compare(est, band), self.describe())

@@ -12,9 +12,9 @@ Family-wise alpha. ``alpha`` bounds the chance that a run refutes anything true:
 (Bonferroni) over every verdict the run makes, each law of the claim and each law a control is asked to refute,
 for every case (and, in ``claims run``, every claim and backend): a law is evaluated at ``alpha / verdicts``.
 
-:class:`Task` round-trips through JSON (``to_json`` / ``from_json``), so a distributed executor can ship tasks to
-workers; :class:`LocalExecutor` (the default) runs them in this process, with a progress bar, committing each point
-to the store as soon as it is measured.
+:class:`Task` round-trips through JSON (``to_json`` / ``from_json``), so an executor
+(:mod:`harness.engine.executors`: in process, local worker processes, Ray) can ship tasks to workers; the driver
+commits each point to the store as soon as it arrives.
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..backends import get_backend
-from .claim import Claim, Setting, derive_seed, get_claim
+from .claim import Claim, Setting, derive_seed, get_claim, load_path, register, registry, source_of
+from .executors import Executor, LocalExecutor  # noqa: F401  (LocalExecutor: re-exported)
 from ..errors import HarnessError
 from .laws import HOLDS, INCONCLUSIVE, REFUTED, LawResult
 from .stats import MIN_SEEDS
@@ -46,8 +47,10 @@ class Task:
     device: str
     dtype: str
     code: str = ""          # hash of the claim's measure code and the harness (``code_version``)
+    source: str = ""        # the user claim file defining the claim ("" for the package): a worker loads it
 
     def identity(self) -> dict:
+        """What determines the point's value (the store key); ``source`` is where to load it, not part of it."""
         s = self.setting
         return {"claim": s.claim, "variant": s.variant, "case": s.case, "premise": s.premise, "scale": s.scale,
                 "seed": s.seed, "tier": self.tier, "backend": self.backend, "device": self.device,
@@ -64,12 +67,25 @@ class Task:
         d["setting"] = Setting(**d["setting"])
         return cls(**d)
 
+    def label(self) -> str:
+        s = self.setting
+        return (f"{s.claim} [{s.case}] {s.variant} at {s.scale:g}, seed {s.seed} ({self.backend}/{self.device})")
+
     def run(self) -> dict:
-        """Measure this point (the claim is looked up in the registry by id)."""
+        """Measure this point (the claim is looked up in the registry by id, loading ``source`` if need be)."""
+        if self.source and self.setting.claim not in registry():
+            load_path(self.source)
         claim = get_claim(self.setting.claim)
         backend = get_backend(self.backend, self.device, self.dtype)
         out = claim.measure(self.setting, backend)
-        return {k: np.asarray(v, dtype=float) for k, v in out.items()}
+        if not isinstance(out, dict):
+            raise HarnessError(f"claim {claim.id}: measure must return a dict of named measurements, got "
+                               f"{type(out).__name__}")
+        claim.check_outputs(out, self.label())
+        try:
+            return {k: np.asarray(v, dtype=float) for k, v in out.items()}
+        except (TypeError, ValueError) as e:
+            raise HarnessError(f"claim {claim.id}: a measurement at {self.label()} is not numeric ({e})") from None
 
 
 _CODE: dict = {}
@@ -123,7 +139,7 @@ def tasks_for(claim: Claim, tier: str, backend: str, device: str = "cpu", case: 
     else:
         cases = claim.cases if case is None else {case: _case(claim, case)}
     out = []
-    code = code_version(claim)
+    code, source = code_version(claim), source_of(claim.id)
     for case_name, case_over in cases.items():
         for variant in variants(claim, include_controls):
             premise = claim.premise_for(case_over, t, variant)
@@ -132,7 +148,7 @@ def tasks_for(claim: Claim, tier: str, backend: str, device: str = "cpu", case: 
                 for r in range(n_seeds):
                     seed = derive_seed(claim.id, case_name, variant, float(scale), r, base_seed)
                     s = Setting(claim.id, variant, case_name, premise, float(scale), seed)
-                    out.append(Task(s, tier, r, base_seed, backend, device, claim.dtype, code))
+                    out.append(Task(s, tier, r, base_seed, backend, device, claim.dtype, code, source))
     return out
 
 
@@ -140,40 +156,6 @@ def _case(claim: Claim, name: str) -> dict:
     if name not in claim.cases:
         raise HarnessError(f"claim {claim.id} has no case {name!r}; it has: {', '.join(claim.cases)}")
     return claim.cases[name]
-
-
-class LocalExecutor:
-    """Runs tasks in this process, in order, skipping stored points; each point is committed when done."""
-
-    def __init__(self, progress: bool = True):
-        self.progress = progress
-
-    def run(self, tasks: list[Task], store: Store, label: str = "") -> dict:
-        todo = [t for t in tasks if not store.has(t)]
-        stats = {"total": len(tasks), "cached": len(tasks) - len(todo), "measured": 0, "seconds": 0.0}
-        if not todo:
-            return stats
-        bar = None
-        if self.progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-            bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeRemainingColumn(), transient=True)
-            bar.start()
-            job = bar.add_task(label or "sweep", total=len(todo))
-        try:
-            for task in todo:
-                t0 = time.perf_counter()
-                result = task.run()
-                dt = time.perf_counter() - t0
-                store.put(task, result, dt)
-                stats["measured"] += 1
-                stats["seconds"] += dt
-                if bar is not None:
-                    bar.advance(job)
-        finally:
-            if bar is not None:
-                bar.stop()
-        return stats
 
 
 @dataclass
@@ -217,15 +199,25 @@ class RunResult:
         return self.verdict == HOLDS and self.controls_rejected
 
 
-def control_laws(claim: Claim, control) -> list:
-    return [l for l in claim.laws if not control.refutes or l.name in control.refutes]
+def control_laws(claim: Claim, control, case: str | None = None) -> list:
+    laws = claim.laws if case is None else claim.laws_for(case)
+    return [l for l in laws if not control.refutes or l.name in control.refutes]
 
 
-def verdict_count(claim: Claim, n_cases: int = 1, include_controls: bool = True) -> int:
-    """Verdicts one run of ``claim`` makes over ``n_cases`` cases: its laws, plus each control's laws."""
-    per_case = len(claim.laws) + (sum(len(control_laws(claim, c)) for c in claim.controls)
-                                  if include_controls else 0)
-    return n_cases * per_case
+def verdict_count(claim: Claim, cases=1, include_controls: bool = True) -> int:
+    """Verdicts one run of ``claim`` makes: in each case its laws (those that apply in the case), plus each
+    control's. ``cases``: case names (``None``: all the claim's), or a number of cases (default 1; an unnamed
+    case, such as a property test's draw, is counted with the laws that apply in every case)."""
+    if cases is None:
+        cases = list(claim.cases)
+    names = [None] * cases if isinstance(cases, int) else list(cases)
+    total = 0
+    for case in names:
+        laws = [l for l in claim.laws if not l.cases] if case is None else claim.laws_for(case)
+        total += len(laws)
+        if include_controls:
+            total += sum(len([l for l in laws if not c.refutes or l.name in c.refutes]) for c in claim.controls)
+    return total
 
 
 def _gather(claim: Claim, tasks: list[Task], store: Store, variant: str):
@@ -252,6 +244,21 @@ def _gather(claim: Claim, tasks: list[Task], store: Store, variant: str):
     return scales, samples, seconds
 
 
+def _nonfinite_points(tasks, store, variant, statistic, show: int = 4) -> str:
+    """Name the points where ``statistic`` is NaN or infinite: scale, seed and replicate (empty when none)."""
+    bad = []
+    for t in tasks:
+        if t.setting.variant != variant:
+            continue
+        got = store.get(t)
+        if got is not None and statistic in got[0] and not np.all(np.isfinite(got[0][statistic])):
+            bad.append(f"scale {t.setting.scale:g} seed {t.setting.seed}")
+    if not bad:
+        return ""
+    more = f" and {len(bad) - show} more" if len(bad) > show else ""
+    return f"{statistic} is NaN or infinite at {len(bad)} point(s): {'; '.join(bad[:show])}{more}"
+
+
 def evaluate(claim: Claim, tasks: list[Task], store: Store, alpha: float = DEFAULT_ALPHA,
              law_alpha: float | None = None, verdicts: int | None = None) -> RunResult:
     """Evaluate every law on the stored points of one run (one case): the claim must hold, each control must be
@@ -262,25 +269,36 @@ def evaluate(claim: Claim, tasks: list[Task], store: Store, alpha: float = DEFAU
     first = tasks[0]
     present = {t.setting.variant for t in tasks}
     if law_alpha is None:
-        verdicts = verdict_count(claim, 1, include_controls=len(present) > 1)
+        case0 = first.setting.case
+        verdicts = verdict_count(claim, [case0] if case0 in claim.cases else 1, include_controls=len(present) > 1)
         law_alpha = alpha / verdicts
     seconds = 0.0
+
+    claim_premise = next(t.setting.premise for t in tasks if t.setting.variant == "claim")
+    case = first.setting.case
 
     def run_laws(variant, laws):
         nonlocal seconds
         scales, samples, sec = _gather(claim, tasks, store, variant)
         seconds += sec
         premise = next(t.setting.premise for t in tasks if t.setting.variant == variant)
+        if variant != "claim" and claim.control(variant).prediction == "claim":
+            premise = claim_premise             # the claim's prediction, held fixed under the control
         results = []
         for i, law in enumerate(laws):
             if law.statistic not in samples:
                 raise HarnessError(f"claim {claim.id}: law {law.name} needs measurement {law.statistic!r}, "
                                    f"measure returned {sorted(samples)}")
-            results.append(law.evaluate(scales, samples[law.statistic], premise, law_alpha,
-                                        seed=first.base_seed * 1000 + i))
+            res = law.evaluate(scales, samples[law.statistic], premise, law_alpha, seed=first.base_seed * 1000 + i)
+            bad = _nonfinite_points(tasks, store, variant, law.statistic)
+            if bad:
+                est = res.estimate
+                res = res._replace(estimate=est._replace(note=(est.note + "; " if est.note else "") + bad))
+            results.append(res)
         return scales, samples, results
 
-    scales, samples, results = run_laws("claim", claim.laws)
+    laws = claim.laws_for(case) if case in claim.cases else tuple(l for l in claim.laws if not l.cases)
+    scales, samples, results = run_laws("claim", laws)
     verdict_set = {r.verdict for r in results}
     verdict = REFUTED if REFUTED in verdict_set else (HOLDS if verdict_set == {HOLDS} else INCONCLUSIVE)
     claim_res = VariantResult("claim", results, scales, samples, verdict)
@@ -288,7 +306,7 @@ def evaluate(claim: Claim, tasks: list[Task], store: Store, alpha: float = DEFAU
     for c in claim.controls:
         if c.name not in present:
             continue
-        cs, csamp, cres = run_laws(c.name, control_laws(claim, c))
+        cs, csamp, cres = run_laws(c.name, [l for l in laws if not c.refutes or l.name in c.refutes])
         rejected = any(r.verdict == REFUTED for r in cres)
         controls.append(VariantResult(c.name, cres, cs, csamp, "rejected" if rejected else "not rejected"))
     premise = next(t.setting.premise for t in tasks if t.setting.variant == "claim")
@@ -297,32 +315,90 @@ def evaluate(claim: Claim, tasks: list[Task], store: Store, alpha: float = DEFAU
                      controls, verdicts or round(alpha / law_alpha), first.code)
 
 
-def run_claim(claim: Claim | str, tier: str = "ci", backend: str = "jax", device: str = "cpu", *,
-              case: str | None = None, seeds: int | None = None, base_seed: int = 0, alpha: float = DEFAULT_ALPHA,
-              store: Store | None = None, executor=None, include_controls: bool = True,
-              overrides: dict | None = None, progress: bool = False, law_alpha: float | None = None,
-              verdicts: int | None = None) -> list[RunResult]:
-    """Measure (what the store lacks) and evaluate a claim: one :class:`RunResult` per case (or one run of the
-    ``overrides`` premise, see :func:`tasks_for`). ``alpha`` is family-wise over every verdict of this call (all
-    its cases); ``law_alpha`` (with ``verdicts``, the family's size) overrides it when the call is part of a
-    larger family, as in ``claims run``."""
-    claim = get_claim(claim) if isinstance(claim, str) else claim
-    get_backend(backend, device, claim.dtype)          # fail early, one line, if the backend is missing
-    cases = [case or "drawn"] if overrides is not None else (list(claim.cases) if case is None else [case])
+@dataclass
+class PlannedRun:
+    """One run of a sweep: a claim case on a backend, and its tasks."""
+    claim: Claim
+    backend: str
+    case: str
+    tasks: list
+
+
+def plan(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",), device: str = "cpu", *,
+         case: str | None = None, seeds: int | None = None, base_seed: int = 0, include_controls: bool = True,
+         overrides: dict | None = None) -> list[PlannedRun]:
+    """Every run (claim x backend x case) of a sweep with its tasks, before anything is measured."""
+    out = []
+    for claim in claims:
+        cases = [case or "drawn"] if overrides is not None else (list(claim.cases) if case is None else [case])
+        for backend in backends:
+            for case_name in cases:
+                out.append(PlannedRun(claim, backend, case_name,
+                                      tasks_for(claim, tier, backend, device, case_name, seeds, base_seed,
+                                                include_controls, overrides)))
+    return out
+
+
+def dry_run(runs: list, store: Store) -> None:
+    """For each claim that does not declare its ``outputs``: measure its first point here, before the sweep, so a
+    measure that does not return what the laws need fails in one line before anything else is measured."""
+    from .executors import measure_task
+    seen = set()
+    for r in runs:
+        if r.claim.outputs or r.claim.id in seen:
+            continue
+        seen.add(r.claim.id)
+        task = r.tasks[0]
+        got = store.get(task)
+        if got is None:
+            result, seconds = measure_task(task.to_json())
+            store.put(task, result, seconds)
+        else:
+            r.claim.check_outputs(got[0], task.label())
+
+
+def run_claims(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",), device: str = "cpu", *,
+               case: str | None = None, seeds: int | None = None, base_seed: int = 0,
+               alpha: float = DEFAULT_ALPHA, store: Store | None = None, executor: Executor | None = None,
+               include_controls: bool = True, overrides: dict | None = None, progress: bool = False,
+               law_alpha: float | None = None, verdicts: int | None = None, label: str = "") -> list[RunResult]:
+    """Measure (what the store lacks) and evaluate several claims on several backends as one sweep: every task
+    of every run goes to ``executor`` at once (so its workers stay busy across claims), then each run (claim x
+    backend x case) is evaluated. ``alpha`` is family-wise over every verdict of the sweep, each claim case
+    counted once across backends (they measure the same networks); ``law_alpha`` (with ``verdicts``, the
+    family's size) overrides it when the sweep is part of a larger family."""
+    claims = [c if isinstance(c, Claim) else get_claim(c) for c in claims]
+    backends = list(backends)
+    for c in claims:
+        register(c)
+        for b in backends:
+            get_backend(b, device, c.dtype)          # fail early, one line, if the backend is missing
+    runs = plan(claims, tier, backends, device, case=case, seeds=seeds, base_seed=base_seed,
+                include_controls=include_controls, overrides=overrides)
     if law_alpha is None:
-        verdicts = verdict_count(claim, len(cases), include_controls)
+        verdicts = sum(verdict_count(c, 1 if overrides is not None else None if case is None else [case],
+                                     include_controls) for c in claims)
         law_alpha = alpha / verdicts
-    own = store is None
+    own_store, own_exec = store is None, executor is None
     store = store or Store()
-    executor = executor or LocalExecutor(progress=progress)
+    executor = executor or LocalExecutor(workers=1, progress=progress)
     try:
-        out = []
-        for case_name in cases:
-            tasks = tasks_for(claim, tier, backend, device, case_name, seeds, base_seed, include_controls,
-                              overrides)
-            executor.run(tasks, store, label=f"{claim.id}/{case_name} [{backend}]")
-            out.append(evaluate(claim, tasks, store, alpha, law_alpha, verdicts))
-        return out
+        dry_run(runs, store)
+        tasks = [t for r in runs for t in r.tasks]
+        executor.run(tasks, store, label=label or (f"{claims[0].id} [{', '.join(backends)}]" if len(claims) == 1
+                                                  else f"{len(claims)} claims [{', '.join(backends)}]"))
+        return [evaluate(r.claim, r.tasks, store, alpha, law_alpha, verdicts) for r in runs]
     finally:
-        if own:
+        if own_exec:
+            executor.close()
+        if own_store:
             store.close()
+
+
+def run_claim(claim: Claim | str, tier: str = "ci", backend: str = "jax", device: str = "cpu", **kwargs
+              ) -> list[RunResult]:
+    """Measure (what the store lacks) and evaluate one claim on one backend: one :class:`RunResult` per case (or
+    one run of the ``overrides`` premise, see :func:`tasks_for`). Keywords as :func:`run_claims`; by default the
+    points are measured in this process (``executor=LocalExecutor(workers=N)`` for worker processes). A
+    :class:`Claim` built in Python (not in a claim file) is registered for the run."""
+    return run_claims([claim], tier, [backend], device, **kwargs)

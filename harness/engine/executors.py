@@ -1,0 +1,248 @@
+"""Executors: where a sweep's tasks are measured.
+
+An executor is one small interface: :meth:`Executor.results` takes tasks and yields ``(task, result, seconds)``
+as each finishes, in any order. Everything else is shared (:meth:`Executor.run`): the points already in the store
+are skipped, a progress bar counts the rest, and each point is committed to the SQLite store by this (the
+driver) process the moment its result arrives, so a sweep interrupted anywhere (Ctrl-C, a killed worker, a lost
+cluster) keeps every finished point and resumes where it stopped.
+
+- :class:`LocalExecutor` (``--workers N``, default all cores): ``workers=1`` measures in this process, in order;
+  more runs the tasks in that many spawned worker processes, one intra-op thread each.
+- :class:`RayExecutor` (``--executor ray [--address ADDR]``): each task is a Ray task asking for one CPU (one GPU
+  with ``--device cuda``) on an existing Ray cluster, or on a local one started for the sweep.
+
+Adding another (Dask, a batch queue): subclass :class:`Executor`, implement ``results`` (submit each task's JSON
+to :func:`measure_task`, yield as they complete) and ``close``, and add it to :func:`make_executor`. A task is
+plain JSON (:meth:`Task.to_json`); a worker needs the package installed (and a user's claim files where
+``Task.source`` says), nothing else.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterable, Iterator
+
+from ..errors import HarnessError
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+
+
+def one_thread_per_worker():
+    """Worker initialiser: one intra-op thread per process. The workers are the parallelism; with more threads,
+    torch's OpenMP pools spin against each other on a small machine and small matmuls slow down many-fold."""
+    for var, value in ONE_THREAD.items():
+        if var == "XLA_FLAGS":
+            value = (os.environ.get(var, "") + " " + value).strip()
+        os.environ[var] = value
+
+
+def measure_task(task_json: str):
+    """Measure one task given as JSON (what a worker runs): ``(result, seconds)``."""
+    from .sweep import Task
+    task = Task.from_json(task_json)
+    t0 = time.perf_counter()
+    result = task.run()
+    return result, time.perf_counter() - t0
+
+
+class Executor:
+    """Base class: subclasses implement :meth:`results` (and :meth:`close` when they hold resources)."""
+    name = "executor"
+
+    def __init__(self, progress: bool = True):
+        self.progress = progress
+
+    def results(self, tasks: list) -> Iterator[tuple]:
+        """Measure every task; yield ``(task, result, seconds)`` as each finishes (any order)."""
+        raise NotImplementedError
+
+    def close(self):
+        """Release workers (a pool, a cluster this executor started)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def describe(self) -> str:
+        return self.name
+
+    def run(self, tasks: Iterable, store, label: str = "") -> dict:
+        """Measure the tasks the store lacks, committing each point as it arrives. Returns counts and seconds."""
+        tasks = list(tasks)
+        todo = [t for t in tasks if not store.has(t)]
+        stats = {"total": len(tasks), "cached": len(tasks) - len(todo), "measured": 0, "seconds": 0.0}
+        if not todo:
+            return stats
+        bar = None
+        if self.progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeRemainingColumn(), transient=True)
+            bar.start()
+            job = bar.add_task(label or "sweep", total=len(todo))
+        try:
+            for task, result, seconds in self.results(todo):
+                store.put(task, result, seconds)
+                stats["measured"] += 1
+                stats["seconds"] += seconds
+                if bar is not None:
+                    bar.advance(job)
+        finally:
+            if bar is not None:
+                bar.stop()
+        return stats
+
+
+class LocalExecutor(Executor):
+    """All local cores by default. ``workers=1``: in this process, in order (what a test or a debugger wants).
+    ``workers>1``: a pool of spawned processes, one intra-op thread each, started on first use and kept until
+    :meth:`close`, so the frameworks are imported and kernels compiled once per worker, not once per claim."""
+    name = "local"
+
+    def __init__(self, workers: int | None = 1, progress: bool = True):
+        super().__init__(progress)
+        workers = (os.cpu_count() or 1) if workers is None else int(workers)
+        if workers < 1:
+            raise HarnessError(f"--workers must be at least 1, got {workers}")
+        self.workers = workers
+        self._pool = None
+
+    def describe(self) -> str:
+        return "in process" if self.workers == 1 else f"{self.workers} local worker processes"
+
+    def _get_pool(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=one_thread_per_worker)
+        return self._pool
+
+    def results(self, tasks):
+        if self.workers == 1 or len(tasks) == 1:
+            for task in tasks:
+                result, seconds = measure_task(task.to_json())
+                yield task, result, seconds
+            return
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+        pool = self._get_pool()
+        futures = {pool.submit(measure_task, t.to_json()): t for t in tasks}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    try:
+                        result, seconds = f.result()
+                    except BrokenProcessPool:
+                        raise HarnessError(f"a worker process died while measuring {futures[f].label()}; every "
+                                           f"finished point is stored: rerun to resume") from None
+                    yield futures[f], result, seconds
+        finally:
+            for f in pending:
+                f.cancel()
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class RayExecutor(Executor):
+    """Tasks as Ray tasks on a cluster: one CPU each (one GPU each for cuda tasks). ``address`` connects to a
+    running cluster (``ray start --head`` / ``auto``); without it a local cluster of ``num_cpus`` is started for
+    the sweep and stopped by :meth:`close`. Results come back to this process, which alone writes the store.
+    A task whose worker dies is retried up to ``max_retries`` times by Ray; past that the sweep stops with a
+    one-line error and every finished point stays stored."""
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, progress: bool = True,
+                 max_retries: int = 3):
+        super().__init__(progress)
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise HarnessError("--executor ray needs Ray: pip install 'dltheory-suite[ray]'") from None
+        self.address, self.num_cpus, self.max_retries = address, num_cpus, max_retries
+        self._started = False
+
+    def describe(self) -> str:
+        return f"ray ({self.address or 'local cluster'})"
+
+    def _connect(self):
+        import ray
+        if ray.is_initialized():
+            return ray
+        env = dict(ONE_THREAD)
+        for var in ("CLAIMS_PATH", "PYTHONPATH"):
+            if os.environ.get(var):
+                env[var] = os.environ[var]
+        kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
+        try:
+            ray.init(**kwargs, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": env})
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise HarnessError(f"cannot start or reach a Ray cluster at {self.address or 'a local address'}: "
+                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        self._started = True
+        return ray
+
+    def results(self, tasks):
+        ray = self._connect()
+        remote = ray.remote(measure_task)
+        refs = {}
+        for t in tasks:
+            gpu = 1 if t.device == "cuda" else 0
+            opts = {"num_cpus": 0 if gpu else 1, "num_gpus": gpu, "max_retries": self.max_retries}
+            refs[remote.options(**opts).remote(t.to_json())] = t
+        pending = list(refs)
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        result, seconds = ray.get(ref)
+                    except ray.exceptions.RayTaskError as e:
+                        cause = e.cause if getattr(e, "cause", None) is not None else e
+                        if isinstance(cause, HarnessError):
+                            raise HarnessError(str(cause)) from None
+                        raise HarnessError(f"{refs[ref].label()} failed on the cluster: "
+                                           f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+                                           ) from None
+                    except ray.exceptions.RayError as e:
+                        raise HarnessError(f"{refs[ref].label()}: the Ray worker died ({type(e).__name__}) after "
+                                           f"{self.max_retries} retries; every finished point is stored: rerun to "
+                                           f"resume") from None
+                    yield refs[ref], result, seconds
+        finally:
+            for ref in pending:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:      # noqa: BLE001 - best effort on the way out
+                    pass
+
+    def close(self):
+        if self._started:
+            import ray
+            ray.shutdown()
+            self._started = False
+
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(name: str = "local", workers: int | None = None, address: str | None = None,
+                  progress: bool = True) -> Executor:
+    """The executor a command asked for: ``local`` (``workers``, default all cores) or ``ray`` (``address``;
+    ``workers`` sizes a local cluster when no address is given)."""
+    if name == "local":
+        if address:
+            raise HarnessError("--address needs --executor ray")
+        return LocalExecutor(workers, progress)
+    if name == "ray":
+        return RayExecutor(address, workers, progress)
+    raise HarnessError(f"unknown executor {name!r}; choose {' or '.join(EXECUTORS)}")
