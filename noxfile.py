@@ -27,7 +27,7 @@ def install(session, extras):
 def tests(session):
     """Run the test suite on both backends, both required: a backend that fails to install or import fails the
     session instead of being skipped (HARNESS_BACKENDS=torch or =jax narrows it on purpose)."""
-    install(session, "jax,torch,test")
+    install(session, "jax,torch,test,ray")       # ray: the Ray executor's tests start a real local cluster
     # worksteal: an idle worker takes queued tests from the busy one, so the long claim tests do not pile up on one
     args = session.posargs or ["-n", "2", "--dist", "worksteal", "-q"]
     env = {**SMALL_KERNEL_ENV, "HARNESS_BACKENDS": os.environ.get("HARNESS_BACKENDS", "torch,jax")}
@@ -36,7 +36,8 @@ def tests(session):
 
 @nox.session
 def claims(session):
-    """Run every claim at the ci tier on both backends and write the report (reports/ci/)."""
+    """Run every claim at the ci tier on both backends and write the report (reports/ci/); the points are measured
+    in worker processes on all cores (``nox -s claims -- run --all ... --workers 1`` for one process)."""
     install(session, "jax,torch")
     args = session.posargs or ["run", "--all", "--tier", "ci", "--backend", "all", "--report", "reports/ci"]
     session.run("claims", *args, env=SMALL_KERNEL_ENV)

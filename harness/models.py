@@ -55,7 +55,11 @@ def _check_positive_int(name, value):
 
 @dataclass(frozen=True)
 class MLP(Model):
-    """Fully connected net: ``depth`` hidden layers of ``width`` units, then a linear readout.
+    """Fully connected net: ``depth`` hidden layers of ``width`` units, then a linear readout. ``depth=0`` is the
+    linear model ``x @ W0`` (no hidden layer; ``width`` is unused), e.g. a "no hidden layer" control.
+
+    Ensembles: parameters stacked on a leading axis (``Backend.init_ensemble``) run as one batched computation;
+    ``apply`` and ``preactivations`` then return ``(E, N, ...)``, network by network equal to the single ones.
 
     Layer l computes ``h_l = mult_l * (x_{l-1} @ W_l) + bias_mult_l * b_l`` and ``x_l = phi(h_l)``; the scales come
     from the parametrisation's abc-table (see :mod:`harness.parametrisation`) relative to ``base_width``.
@@ -75,8 +79,10 @@ class MLP(Model):
     zero_readout: bool = False
 
     def __post_init__(self):
-        for name in ("input_dim", "width", "depth", "output_dim", "base_width"):
+        for name in ("input_dim", "width", "output_dim", "base_width"):
             _check_positive_int(name, getattr(self, name))
+        if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or self.depth < 0:
+            raise HarnessError(f"depth must be a non-negative integer (0: a linear model), got {self.depth!r}")
         get_parametrisation(self.parametrisation)
         get_activation(self.activation)
         if self.bias_std < 0 or (self.weight_std is not None and self.weight_std <= 0):
@@ -131,7 +137,8 @@ class MLP(Model):
             ws, bs = scales[l]
             h = ws.multiplier * ops.matmul(xs[-1], params[f"W{l}"])
             if self.bias:
-                h = h + bs.multiplier * params[f"b{l}"]
+                b = params[f"b{l}"]
+                h = h + bs.multiplier * (b[..., None, :] if b.ndim > 1 else b)   # (E, n) under an ensemble
             hs.append(h)
             if l < self.depth:
                 xs.append(act.fn(ops, h))

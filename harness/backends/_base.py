@@ -104,6 +104,19 @@ class Backend:
         with self._context():
             return self.load_params(model.init(int(seed)))
 
+    def init_ensemble(self, model: Model, seeds) -> dict:
+        """``len(seeds)`` networks stacked on a leading ensemble axis: parameter ``k`` has shape ``(E, *shape)``
+        and network ``e`` is exactly ``init(model, seeds[e])``. :class:`MLP` (and any model whose ``apply`` uses
+        ``ops.matmul`` on the last two axes) broadcasts over it: ``apply(model, params, x)`` returns
+        ``(E, N, k)``, so one task measures a whole ensemble in one batched computation (statistics over many
+        networks, e.g. a kurtosis or an output variance). Training and kernels take one network at a time."""
+        seeds = [int(s) for s in np.atleast_1d(seeds)]
+        if not seeds:
+            raise HarnessError("init_ensemble needs at least one seed")
+        inits = [model.init(s) for s in seeds]
+        with self._context():
+            return self.load_params({k: np.stack([p[k] for p in inits]) for k in inits[0]})
+
     @staticmethod
     def _split(params):
         return ({k: params[k] for k in trainable_names(params)},

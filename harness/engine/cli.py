@@ -196,6 +196,7 @@ def family_line(alpha, verdicts, law_alpha, backends) -> str:
 
 def parity_lines(results) -> list[str]:
     """Where both backends ran a claim case: the largest difference between their law estimates."""
+    from rich.markup import escape
     groups: dict = {}
     for r in results:
         groups.setdefault((r.claim, r.case), {})[r.backend] = r
@@ -211,7 +212,7 @@ def parity_lines(results) -> list[str]:
                 for la, lb in zip(va.laws, vb.laws):
                     if np.isfinite(la.estimate.value) and np.isfinite(lb.estimate.value):
                         diffs.append(abs(la.estimate.value - lb.estimate.value))
-        out.append(f"parity {claim} [{case}] {'/'.join(by)}: verdicts {'agree' if agree else 'DIFFER'}, largest "
+        out.append(f"parity {claim} {escape('[' + case + ']')} {'/'.join(by)}: verdicts {'agree' if agree else 'DIFFER'}, largest "
                    f"difference between law estimates {max(diffs, default=0.0):.2g}")
     return out
 

@@ -161,13 +161,14 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, progress: bool = True,
-                 max_retries: int = 3):
+                 max_retries: int = 3, env: dict | None = None):
         super().__init__(progress)
         try:
             import ray  # noqa: F401
         except ImportError:
             raise HarnessError("--executor ray needs Ray: pip install 'dltheory-suite[ray]'") from None
         self.address, self.num_cpus, self.max_retries = address, num_cpus, max_retries
+        self.env = dict(env or {})          # extra environment variables for the tasks' workers
         self._started = False
 
     def describe(self) -> str:
@@ -198,6 +199,8 @@ class RayExecutor(Executor):
         for t in tasks:
             gpu = 1 if t.device == "cuda" else 0
             opts = {"num_cpus": 0 if gpu else 1, "num_gpus": gpu, "max_retries": self.max_retries}
+            if self.env:
+                opts["runtime_env"] = {"env_vars": {**ONE_THREAD, **self.env}}
             refs[remote.options(**opts).remote(t.to_json())] = t
         pending = list(refs)
         try:

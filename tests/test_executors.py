@@ -1,0 +1,148 @@
+"""Executors: the local worker pool and a real Ray cluster (started inside the test, 2 CPUs) store the same points
+as measuring in process, and a sweep whose worker is killed mid-way loses nothing and duplicates nothing."""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from harness import HarnessError
+from harness.engine.claim import load_path
+from harness.engine.executors import LocalExecutor, make_executor
+from harness.engine.store import Store
+from harness.engine.sweep import run_claims, tasks_for
+
+# A cheap claim in a file of its own (a worker process loads it from Task.source). Its measure kills its own
+# worker process (SIGKILL) the first time it reaches the point named by KILL_FILE, to test a worker dying.
+CLAIM_FILE = '''
+import os, signal
+import numpy as np
+from harness import Claim, Control, PowerLaw, Tier
+
+
+def measure(setting, backend):
+    marker = os.environ.get("EXEC_TEST_KILL_MARKER", "")
+    if marker and setting.scale == 16 and setting.variant == "claim" and not os.path.exists(marker):
+        open(marker, "w").write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)           # the worker dies mid-sweep
+    x = backend.apply(MODEL, backend.init(MODEL, setting.seed), np.ones((1, 2)))
+    return {"value": float(setting.scale ** -0.5 * np.exp(0.1 * np.tanh(x.sum())))}
+
+
+from harness import MLP
+MODEL = MLP(input_dim=2, width=8, depth=1, parametrisation="ntk")
+
+EXEC_TOY = Claim(
+    id="exec-toy", title="toy", paper="none", statement="value ~ n^-1/2", premise=dict(slope=-0.5),
+    scale_name="n", measure=measure, outputs=("value",),
+    laws=(PowerLaw("rate", "value", (-0.7, -0.3)),),
+    controls=(Control("same", {"slope": 0.0}, "the measure ignores the slope: not a real control, a load test"),),
+    tiers={"ci": Tier(scales=(4, 16, 64, 256), seeds=3)})
+'''
+
+
+@pytest.fixture(scope="module")
+def claim_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("claims") / "exec_toy.py"
+    path.write_text(CLAIM_FILE)
+    (claim,) = load_path(path)
+    return claim
+
+
+def points(path):
+    with sqlite3.connect(path) as c:
+        rows = c.execute("SELECT key, result FROM points ORDER BY key").fetchall()
+    return {k: json.loads(r) for k, r in rows}
+
+
+def same_points(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        for stat in a[k]:
+            for x, y in zip(a[k][stat]["data"], b[k][stat]["data"]):
+                assert x == pytest.approx(y, rel=1e-12, abs=1e-15)
+
+
+def test_local_pool_stores_the_same_points_as_in_process(tmp_path, claim_file):
+    with Store(tmp_path / "one.sqlite") as s:
+        r1 = run_claims([claim_file], "ci", ["jax"], store=s, executor=LocalExecutor(1, progress=False))
+    with Store(tmp_path / "two.sqlite") as s, LocalExecutor(2, progress=False) as ex:
+        r2 = run_claims([claim_file], "ci", ["jax"], store=s, executor=ex)
+    same_points(points(tmp_path / "one.sqlite"), points(tmp_path / "two.sqlite"))
+    assert [x.verdict for x in r1] == [x.verdict for x in r2]
+
+
+def test_local_pool_worker_killed_keeps_finished_points(tmp_path, claim_file, monkeypatch):
+    monkeypatch.setenv("EXEC_TEST_KILL_MARKER", str(tmp_path / "killed"))
+    tasks = tasks_for(claim_file, "ci", "jax")
+    with Store(tmp_path / "s.sqlite") as s:
+        with LocalExecutor(2, progress=False) as ex, pytest.raises(HarnessError, match="worker process died"):
+            ex.run(tasks, s)
+        kept = s.count()
+        assert kept < len(tasks)
+        stats = LocalExecutor(1, progress=False).run(tasks, s)
+        assert stats["cached"] == kept and stats["measured"] == len(tasks) - kept and s.count() == len(tasks)
+
+
+def test_unknown_executor_and_missing_ray_are_one_line():
+    with pytest.raises(HarnessError, match="unknown executor"):
+        make_executor("dask")
+    with pytest.raises(HarnessError, match="--address needs --executor ray"):
+        make_executor("local", address="auto")
+    with pytest.raises(HarnessError, match="at least 1"):
+        make_executor("local", workers=0)
+
+
+def test_cli_ray_without_ray_is_one_line_exit_2(tmp_path):
+    """Without the [ray] extra, `--executor ray` is a one-line error (simulated by hiding the package)."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "ray.py").write_text("raise ImportError('ray is not installed')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-m", "harness.engine.cli", "run", "ntk-drift", "--backend", "jax",
+                        "--executor", "ray", "--store", str(tmp_path / "s.sqlite")], capture_output=True, text=True,
+                       env=env)
+    assert r.returncode == 2 and "needs Ray" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_stores_the_same_points_and_survives_a_killed_worker(tmp_path, claim_file, ray_cluster, monkeypatch):
+    """On a real local Ray cluster (2 CPUs): a worker is killed (SIGKILL) mid-sweep; Ray retries its task, the
+    sweep completes, and the store holds exactly the points the in-process executor stores, each once."""
+    from harness.engine.executors import RayExecutor
+    marker = tmp_path / "killed"
+    with Store(tmp_path / "local.sqlite") as s:
+        run_claims([claim_file], "ci", ["jax"], store=s, executor=LocalExecutor(1, progress=False))
+    # the Ray workers see the marker through the tasks' runtime env
+    with Store(tmp_path / "ray.sqlite") as s:
+        ex = RayExecutor(progress=False, env={"EXEC_TEST_KILL_MARKER": str(marker)})
+        stats = ex.run(tasks_for(claim_file, "ci", "jax"), s)
+        assert stats["measured"] == len(tasks_for(claim_file, "ci", "jax"))
+    assert marker.exists(), "no worker was killed: the test proves nothing"
+    same_points(points(tmp_path / "local.sqlite"), points(tmp_path / "ray.sqlite"))
+
+
+def test_ray_sweep_that_stops_resumes_with_nothing_lost(tmp_path, claim_file, ray_cluster):
+    """With no retries, the killed worker stops the sweep with a one-line error; the finished points are stored
+    and a rerun measures only the rest."""
+    from harness.engine.executors import RayExecutor
+    marker = tmp_path / "killed"
+    tasks = tasks_for(claim_file, "ci", "jax")
+    with Store(tmp_path / "s.sqlite") as s:
+        ex = RayExecutor(progress=False, max_retries=0, env={"EXEC_TEST_KILL_MARKER": str(marker)})
+        with pytest.raises(HarnessError, match="Ray worker died"):
+            ex.run(tasks, s)
+        kept = s.count()
+        assert kept < len(tasks) and marker.exists()
+        stats = RayExecutor(progress=False).run(tasks, s)
+        assert stats["cached"] == kept and stats["measured"] == len(tasks) - kept and s.count() == len(tasks)

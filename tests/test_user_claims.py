@@ -1,0 +1,230 @@
+"""A new paper's claim in one file of the user's own (``--path``, ``CLAIMS_PATH``), and the authoring API's checks:
+each mistake a user makes is a one-line error naming the file, the claim and the field, before any point is
+measured. The README's "write your own claim" example is run here, from a file outside the package, on both
+backends."""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import selected_backends
+from harness import AtScale, Claim, Control, EveryScale, HarnessError, PowerLaw, Tier, run_claim
+from harness.engine.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "harness.engine.cli"]
+
+
+def cli(*argv, env=None, **kw):
+    return subprocess.run([*CLI, *map(str, argv)], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", **(env or {})}, **kw)
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- example-claim: start.*?-->\s*```python\n(.*?)```\s*<!-- example-claim: end -->", text,
+                      re.S)
+    assert block, "README lost its example claim block"
+    return block.group(1)
+
+
+# A small claim file; each mistake test edits one field of it.
+TEMPLATE = '''
+import numpy as np
+from harness import AtScale, Claim, Control, PowerLaw, Tier
+
+
+def measure(setting, backend):
+    rng = np.random.default_rng(setting.seed)
+    return {{"value": float(setting.scale ** -0.5 * np.exp(0.1 * rng.standard_normal()))}}
+
+
+TOY = Claim(
+    id="{id}", title="toy", paper="none", statement="value ~ scale^-1/2",
+    premise=dict(slope=-0.5, noise=0.1),
+    scale_name="n", measure={measure},
+    laws=(PowerLaw("rate", "{statistic}", (-0.6, -0.4)),{extra_law}),
+    controls=(Control("flat", {flip}, "no decay"),),
+    tiers={{"ci": Tier(scales=(4, 16, 64), seeds=3{overrides})}},
+    {outputs}
+)
+'''
+
+
+def toy_file(tmp_path, name="toy.py", **edits):
+    fields = dict(id="toy-claim", measure="measure", statistic="value", extra_law="", flip='{"slope": 0.0}',
+                  overrides="", outputs="")
+    fields.update(edits)
+    path = tmp_path / name
+    path.write_text(TEMPLATE.format(**fields))
+    return path
+
+
+def one_line_error(r, *needles):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = [l for l in r.stderr.strip().splitlines() if l]
+    assert len(lines) == 1, r.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+# -- the README walk-through --------------------------------------------------------------------------------------
+@pytest.mark.claim
+def test_readme_example_claim_runs_from_a_user_file_on_both_backends(tmp_path):
+    """The README's example, saved outside the package, holds on every selected backend and its control is
+    rejected; `claims list --path` shows it, and CLAIMS_PATH finds it too."""
+    folder = tmp_path / "my_claims"
+    folder.mkdir()
+    (folder / "nngp.py").write_text(readme_example())
+    backends = ",".join(selected_backends())
+    r = cli("run", "nngp-output-variance", "--path", folder, "--backend", backends, "--store",
+            tmp_path / "s.sqlite", "--no-progress", "--workers", "1", cwd=tmp_path)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert len(re.findall(r"seeds=8: holds", r.stdout)) == len(selected_backends()) and "control mean-field: rejected" in r.stdout
+    listed = cli("list", env={"CLAIMS_PATH": str(folder)}, cwd=tmp_path)
+    assert listed.returncode == 0 and "nngp-output-variance" in listed.stdout and str(folder.resolve()) in listed.stdout
+
+
+# -- user files -------------------------------------------------------------------------------------------------
+def test_list_output_is_not_cut_when_piped():
+    r = cli("list")
+    assert r.returncode == 0
+    ids = [line.split("\t")[0] for line in r.stdout.splitlines()]
+    assert "ntk-linearization" in ids and "diag-l1-l2-limits" in ids
+
+
+def test_broken_user_file_is_one_line_and_skipped_where_not_needed(tmp_path):
+    good = toy_file(tmp_path, "good.py")
+    (tmp_path / "broken.py").write_text("import numpy as np\nraise RuntimeError('half-written claim')\n")
+    r = cli("list", "--path", tmp_path)
+    assert r.returncode == 0 and "toy-claim" in r.stdout
+    assert r.stderr.count("\n") == 1 and "broken.py:2" in r.stderr and "half-written claim" in r.stderr
+    r = cli("run", "--path", tmp_path / "broken.py", "--backend", "jax")
+    one_line_error(r, "broken.py:2", "RuntimeError")
+    r = cli("run", "--all", "--path", tmp_path, "--backend", "jax")
+    assert r.returncode == 2 and "broken.py" in r.stderr
+    assert good.exists()
+
+
+def test_duplicate_id_and_file_without_claims_are_errors(tmp_path):
+    toy_file(tmp_path, "a.py")
+    toy_file(tmp_path, "b.py")
+    one_line_error(cli("run", "toy-claim", "--path", tmp_path, "--backend", "jax"), "b.py", "toy-claim",
+                   "already defined", "a.py")
+    one_line_error(cli("run", "ntk-drift", "--path", toy_file(tmp_path, "c.py", id="ntk-drift"), "--backend", "jax"),
+                   "c.py", "ntk-drift", "already defined")
+    empty = tmp_path / "empty.py"
+    empty.write_text("X = 1\n")
+    one_line_error(cli("run", "--path", empty, "--all", "--backend", "jax"), "empty.py", "defines no Claim")
+    one_line_error(cli("list", "--path", tmp_path / "nowhere"), "nowhere", "no such")
+
+
+@pytest.mark.parametrize("edit, needles", [
+    (dict(flip='{"slop": 0.0}'), ["control flat: flip", "'slop'", "not a premise setting"]),
+    (dict(overrides=', overrides={"nois": 0.2}'), ["tier ci: overrides", "'nois'"]),
+    (dict(extra_law=' AtScale("at-32", "value", (0, 1), scale=32)'), ["law at-32", "scale 32", "tier ci"]),
+    (dict(outputs='outputs=("value",),', statistic="valeu"), ["law rate", "'valeu'", "declared outputs"]),
+])
+def test_declaration_mistakes_are_one_line_naming_file_claim_and_field(tmp_path, edit, needles):
+    path = toy_file(tmp_path, **edit)
+    store = tmp_path / "s.sqlite"
+    line = one_line_error(cli("run", "toy-claim", "--path", path, "--backend", "jax", "--store", store), *needles)
+    assert "toy.py" in line and "toy-claim" in line
+    assert not store.exists() or Store(store).count() == 0, "a point was measured before the error"
+
+
+def test_law_on_a_statistic_the_measure_does_not_return_fails_on_the_first_point(tmp_path):
+    """Undeclared outputs: one point is measured alone (the dry run) and the error comes before the sweep."""
+    path = toy_file(tmp_path, statistic="valeu")
+    store = tmp_path / "s.sqlite"
+    one_line_error(cli("run", "toy-claim", "--path", path, "--backend", "jax", "--store", store, "--workers", "1"),
+                   "toy-claim", "'valeu'")
+    with Store(store) as s:
+        assert s.count() == 0
+
+
+def test_measure_omitting_a_declared_output_at_one_scale_names_the_point(tmp_path):
+    path = tmp_path / "toy.py"
+    path.write_text(TEMPLATE.format(id="toy-claim", statistic="value", extra_law="", flip='{"slope": 0.0}',
+                                    overrides="", outputs='outputs=("value",),', measure="measure") +
+                    "\n\ndef partial(setting, backend):\n    return {} if setting.scale == 64 else "
+                    "measure(setting, backend)\n\nTOY = TOY.variant(measure=partial)\n")
+    line = one_line_error(cli("run", "toy-claim", "--path", path, "--backend", "jax", "--store", tmp_path / "s.db",
+                              "--workers", "1"), "toy-claim", "'value'", "at 64")
+    assert "Traceback" not in line
+
+
+def test_nan_measurement_is_named_in_the_note(tmp_path):
+    path = tmp_path / "toy.py"
+    path.write_text(TEMPLATE.format(id="toy-claim", statistic="value", extra_law="", flip='{"slope": 0.0}',
+                                    overrides="", outputs="", measure="measure") +
+                    "\n\ndef nan_at_16(setting, backend):\n    out = measure(setting, backend)\n"
+                    "    return {'value': float('nan')} if setting.scale == 16 else out\n\n"
+                    "TOY = TOY.variant(measure=nan_at_16)\n")
+    r = cli("run", "toy-claim", "--path", path, "--backend", "jax", "--store", tmp_path / "s.db", "--workers", "1")
+    assert r.returncode == 1, r.stderr
+    assert "inconclusive" in r.stdout and "value is NaN or infinite at 3 point(s): scale 16 seed" in r.stdout
+
+
+# -- the authoring API in Python ----------------------------------------------------------------------------------
+def _toy(**changes):
+    def measure(setting, backend):
+        rng = np.random.default_rng(setting.seed)
+        slope = setting.premise["slope"]
+        return {"value": float(setting.scale ** slope * np.exp(0.05 * rng.standard_normal()))}
+    base = dict(id="py-toy", title="toy", paper="none", statement="s", premise=dict(slope=-0.5),
+                scale_name="n", measure=measure, laws=(PowerLaw("rate", "value", (-0.6, -0.4)),),
+                controls=(Control("flat", {"slope": 0.0}, "no decay"),),
+                tiers={"ci": Tier(scales=(4, 16, 64), seeds=4)})
+    base.update(changes)
+    return Claim(**base)
+
+
+def test_a_claim_built_in_python_runs_directly(tmp_path):
+    (r,) = run_claim(_toy(), "ci", "jax", store=Store(tmp_path / "s.sqlite"))
+    assert r.verdict == "holds" and r.controls_rejected
+
+
+def test_typo_in_a_control_flip_is_refused_at_construction():
+    with pytest.raises(HarnessError, match=r"claim py-toy: control flat: flip names 'slop'"):
+        _toy(controls=(Control("flat", {"slop": 0.0}, "typo"),))
+
+
+def test_law_with_prediction_range_and_cases(tmp_path):
+    """predicted(scale, premise) divides each point; scale_range restricts the scales; cases restricts a law;
+    under a control the prediction is the claim's unless the control says otherwise."""
+    def measure(setting, backend):
+        rng = np.random.default_rng(setting.seed)
+        amp = setting.premise["amp"]
+        bend = setting.scale if setting.scale <= 64 else 64.0       # the power law holds only up to 64
+        return {"value": float(amp * bend ** -0.5 * np.exp(0.01 * rng.standard_normal()))}
+
+    def predicted(scale, premise):
+        return premise["amp"] * min(scale, 64.0) ** -0.5
+
+    claim = Claim(
+        id="py-expressive", title="t", paper="p", statement="s", premise=dict(amp=2.0), scale_name="n",
+        measure=measure,
+        laws=(PowerLaw("rate", "value", (-0.55, -0.45), scale_range=(None, 64)),
+              EveryScale("matches", "value", (0.95, 1.05), predicted=predicted),
+              AtScale("big-amp", "value", (0.75, None), scale=4, cases=("big",))),
+        controls=(Control("half", {"amp": 1.0}, "the amplitude is the prediction's"),
+                  Control("half-own", {"amp": 1.0}, "its own prediction: still matches", refutes=("matches",),
+                          prediction="control")),
+        tiers={"ci": Tier(scales=(4, 16, 64, 256), seeds=8)},
+        cases={"big": {"amp": 2.0}, "small": {"amp": 0.5}})
+    big, small = run_claim(claim, "ci", "jax", store=Store(tmp_path / "s.sqlite"))
+    assert [x.law for x in big.claim_result.laws] == ["rate", "matches", "big-amp"]
+    assert [x.law for x in small.claim_result.laws] == ["rate", "matches"]
+    assert big.verdict == "holds" and small.verdict == "holds", [(x.law, x.verdict, x.estimate.low, x.estimate.high, x.note) for x in big.claim_result.laws + small.claim_result.laws]
+    ctrl = {c.variant: c for c in big.controls}
+    assert ctrl["half"].verdict == "rejected"                   # amp 1 against the claim's prediction (amp 2)
+    assert ctrl["half-own"].verdict == "not rejected"           # against its own prediction it matches
+    with pytest.raises(HarnessError, match="cases names 'huge'"):
+        claim.variant(laws=(PowerLaw("r", "value", (-1, 0), cases=("huge",)),))
