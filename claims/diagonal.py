@@ -139,6 +139,7 @@ DIAG_IMPLICIT_BIAS = Claim(
     premise=dict(depth=2, n_train=40, dim=100, sparsity=3, lr=0.02, tol=1e-10, max_steps=400_000, chunk=250),
     scale_name="alpha",
     measure=implicit_bias,
+    outputs=('rowspace_residual', 'q_ratio', 'distance_to_minimiser'),
     laws=(
         EveryScale("rowspace", "rowspace_residual", (None, 1e-2),
                    what="relative part of asinh(beta / 2 alpha^2) off rowspace(X), worst alpha"),
@@ -184,6 +185,7 @@ DIAG_LIMITS = Claim(
     premise=dict(depth=2, n_train=40, dim=100, sparsity=3, lr=0.05, tol=1e-6, max_steps=400_000, chunk=250),
     scale_name="alpha",
     measure=limits,
+    outputs=('l1_ratio', 'population_error', 'l2_distance'),
     laws=(
         AtScale("l1-limit", "l1_ratio", (None, 1.05), scale=0.01, what="||beta||_1 / ||beta_l1||_1 at alpha 0.01"),
         AtScale("sparse-recovery", "population_error", (None, 0.01), scale=0.01,
@@ -247,6 +249,7 @@ DIAG_DEPTH = Claim(
     premise=dict(depth=3, n_train=40, dim=100, sparsity=3, lr=0.05, tol=1e-4, max_steps=400_000, chunk=250),
     scale_name="alpha",
     measure=depth_comparison,
+    outputs=('l1_excess', 'l1_ratio', 'l1_ratio_depth2', 'depth_gain'),
     laws=(
         AtScale("deep-rich", "l1_ratio", (None, 1.05), scale=0.05, what="depth-D l1 ratio at alpha 0.05"),
         AtScale("shallow-not-rich", "l1_ratio_depth2", (1.05, None), scale=0.05,

@@ -76,6 +76,7 @@ FEATURE_LEARNING = Claim(
                  base_width=64),
     scale_name="width",
     measure=feature_change,
+    outputs=('feature_change', 'relative_feature_change', 'final_loss', 'diverged'),
     laws=(
         PowerLaw("rate", "feature_change", expected_rate, nonfinite="drop-scale",
                  what="exponent of the last hidden pre-activation change in width (muP 0, NTK -1/2)"),

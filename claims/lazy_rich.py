@@ -97,6 +97,7 @@ LAZY_OUTPUT_SCALE = Claim(
                  steps=300, output_scale="large"),
     scale_name="alpha",
     measure=lazy_training,
+    outputs=('movement', 'twin_distance', 'function_gap', 'final_loss', 'relative_movement'),
     laws=(
         PowerLaw("movement", "movement", CHIZAT_RATE, what="exponent of ||w_T - w0|| in alpha (-1)"),
         PowerLaw("twin", "twin_distance", TWIN_RATE, what="exponent of ||w_T - w_lin,T|| in alpha (-2)"),

@@ -85,6 +85,7 @@ NTK_DRIFT = Claim(
                  lr=1.0, steps=100),
     scale_name="width",
     measure=kernel_drift,
+    outputs=('drift', 'readout_change', 'input_change', 'final_loss'),
     laws=(
         PowerLaw("bound", "drift", LEE_BOUND, what="drift exponent (Lee's O(n^-1/2) bound)"),
         PowerLaw("rate", "drift", activation_rate, what="drift exponent (activation's own rate)"),
@@ -148,6 +149,7 @@ NTK_INIT_LIMIT = Claim(
                  reference="ntk"),
     scale_name="width",
     measure=init_kernel_error,
+    outputs=('deviation', 'analytic_min_eig'),
     laws=(
         AtScale("limit", "deviation", (None, 0.02), summary=error_of_seed_mean,
                 what="relative error of the seed-mean kernel at the largest width"),
@@ -207,6 +209,7 @@ NTK_LINEARISATION = Claim(
                  data_seed=0, lr=1.0, steps=100),
     scale_name="width",
     measure=linearisation_gap,
+    outputs=('gap', 'movement', 'relative_gap'),
     laws=(
         PowerLaw("bound", "relative_gap", LEE_BOUND, what="exponent of gap / movement (Lee's bound)"),
         PowerLaw("rate", "relative_gap", activation_rate, what="exponent of gap / movement (activation's rate)"),
@@ -298,6 +301,7 @@ NTK_ENSEMBLE_GP = Claim(
                  data_seed=0, lr=1.0, steps=100),
     scale_name="width",
     measure=ensemble_residual,
+    outputs=('residual',),
     laws=(
         AtScale("mean", "residual", (None, 3.0), summary=mean_in_standard_errors,
                 what="ensemble-mean deviation from the NTK-GP mean, in standard errors"),
