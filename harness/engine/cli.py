@@ -291,9 +291,12 @@ def cmd_report(args, console):
 
 def _calibration_run(job):
     """One calibration rerun (in a worker process): the verdicts of one claim case on one backend."""
-    claim_id, case, backend, tier, device, seeds, base_seed, alpha, law_alpha, store_path = job
+    claim_id, case, backend, tier, device, seeds, base_seed, alpha, law_alpha, store_path, source = job
+    from .claim import load_path, registry
     from .store import Store
     from .sweep import run_claim
+    if source and claim_id not in registry():
+        load_path(source)                      # a user claim file, in a fresh worker process
     with Store(store_path) as store:
         (r,) = run_claim(claim_id, tier, backend, device, case=case, seeds=seeds, base_seed=base_seed, alpha=alpha,
                          store=store, law_alpha=law_alpha)
@@ -309,6 +312,7 @@ def cmd_calibrate(args, console):
     from pathlib import Path
     from rich.markup import escape
     from ..errors import HarnessError
+    from .executors import one_thread_per_worker
     from .stats import proportion, upper_bound
     from .store import Store, default_store_path
     from .sweep import verdict_count
@@ -327,7 +331,9 @@ def cmd_calibrate(args, console):
     Store(store_path).close()
     if args.law_alpha is not None and not 0 < args.law_alpha < 1:
         raise HarnessError(f"--law-alpha must be in (0, 1), got {args.law_alpha}")
-    jobs = [(c.id, case, b, args.tier, args.device, args.seeds, base + k, args.alpha, args.law_alpha, store_path)
+    from .claim import source_of
+    jobs = [(c.id, case, b, args.tier, args.device, args.seeds, base + k, args.alpha, args.law_alpha, store_path,
+             source_of(c.id))
             for c in claims for case in ([args.case] if args.case else list(c.cases))
             for b in backends for k in range(1, args.runs + 1)]
     workers = args.workers or os.cpu_count() or 1
