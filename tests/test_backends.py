@@ -123,7 +123,7 @@ def test_non_finite_input_rejected(backend64, bad):
         backend64.load_params({"W0": np.full((3, 4), bad)})
 
 
-@pytest.mark.parametrize("field,value", [("width", 0), ("depth", 0), ("width", -3), ("depth", -1),
+@pytest.mark.parametrize("field,value", [("width", 0), ("width", -3), ("depth", -1),   # depth 0: a linear model
                                          ("input_dim", 0), ("output_dim", 0), ("width", 2.5), ("depth", True),
                                          ("base_width", 0)])
 def test_bad_mlp_shape(field, value):
