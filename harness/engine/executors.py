@@ -25,7 +25,9 @@ from typing import Iterable, Iterator
 from ..errors import HarnessError
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+              # several workers may share one GPU: JAX must not grab 75% of its memory in each of them
+              "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 
 def one_thread_per_worker():
