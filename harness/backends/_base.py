@@ -376,3 +376,31 @@ class Backend:
             if flat:
                 return self._flatten_by_name(out, 2)
             return {k_: self.to_numpy(v) for k_, v in out.items()}
+
+    # -- Hessian spectrum: top-k eigenpairs and the density (issue 12; numerics in harness.hessian) ---------------
+    def hessian_top_k(self, model, params, x, y, k: int = 10, loss="mse", tol: float = 1e-3, seed: int = 0,
+                      block_size: int = 1, ncv: int | None = None, which: str = "LA"):
+        """The k largest Hessian eigenpairs by (block) Lanczos, each Ritz pair certified by its residual
+        (:func:`harness.hessian.lanczos_top_k`); returns ``TopK(values, vectors (P, k), residuals, bound, n_hvp,
+        converged)``, vectors in the flat sorted-name order of :meth:`hvp`."""
+        from ..hessian import lanczos_top_k
+        fn, dim = self._flat_hvp(model, params, x, y, loss)
+        if isinstance(k, bool) or int(k) != k or not 1 <= k <= dim:
+            raise HarnessError(f"k must be an integer in 1..{dim} (the number of trainable parameters), got {k!r}")
+        if isinstance(block_size, bool) or int(block_size) != block_size or not 1 <= block_size <= dim:
+            raise HarnessError(f"block_size must be an integer in 1..{dim}, got {block_size!r}")
+        if which not in ("LA", "LM"):
+            raise HarnessError(f"which must be 'LA' or 'LM', got {which!r}")
+        return lanczos_top_k(fn, dim, int(k), tol=tol, seed=seed, block_size=int(block_size), ncv=ncv, which=which)
+
+    def hessian_density(self, model, params, x, y, loss="mse", n_starts: int = 8, n_steps: int = 64,
+                        seed: int = 0):
+        """Spectral density of the Hessian by stochastic Lanczos quadrature (:func:`harness.hessian.slq_density`):
+        ``Density(nodes, weights, dim, n_hvp)``; ``.on_grid(grid, sigma)`` gives the Gaussian-broadened density,
+        ``.trace()`` and ``.moment(p)`` the trace and moments with standard errors over the starts."""
+        from ..hessian import slq_density
+        for name, v in (("n_starts", n_starts), ("n_steps", n_steps)):
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise HarnessError(f"{name} must be a positive integer, got {v!r}")
+        fn, dim = self._flat_hvp(model, params, x, y, loss)
+        return slq_density(fn, dim, n_starts=int(n_starts), n_steps=int(n_steps), seed=seed)
