@@ -258,3 +258,20 @@ class Proportion(Law):
     def describe(self):
         where = "every scale (smallest)" if self.scale is None else f"scale {self.scale:g}"
         return self.what or f"fraction of seeds with {self.statistic} at {where}"
+
+
+@dataclass(frozen=True)
+class PowerLawOver(PowerLaw):
+    """A :class:`PowerLaw` fitted on the scales in ``over = (low, high)`` only (``None``: open side); the tier's
+    other scales are measured for other laws (e.g. a law at a small scale outside the asymptotic range)."""
+    over: tuple = (None, None)
+
+    def estimate(self, scales, samples, confidence, seed=0):
+        lo, hi = self.over
+        scales = np.asarray(scales, dtype=float)
+        keep = [i for i, s in enumerate(scales) if (lo is None or s >= lo) and (hi is None or s <= hi)]
+        return PowerLaw.estimate(self, scales[keep], [samples[i] for i in keep], confidence, seed)
+
+    def describe(self):
+        lo, hi = self.over
+        return self.what or f"exponent of {self.statistic} vs scale over [{lo}, {hi}]"
