@@ -172,3 +172,16 @@ def test_block_lanczos_finds_a_repeated_eigenvalue():
     h = (q * ev) @ q.T
     top = lanczos_top_k(lambda v: h @ v, n, 4, tol=1e-10, seed=1, block_size=3)
     np.testing.assert_allclose(top.values, [5, 5, 5, 3], atol=1e-8)
+
+
+def test_density_plot(tmp_path):
+    """The plotting function writes a PNG from SLQ densities, and pooling per-point samples keeps each point's
+    weights summing to one start-average."""
+    from harness.spectrum_plot import density_from_samples, plot_density
+    rng = np.random.default_rng(0)
+    h = np.diag(np.concatenate([[5.0, 4.0], rng.uniform(0, 0.1, 40)]))
+    d = slq_density(lambda v: h @ v, 42, n_starts=3, n_steps=10, seed=0)
+    pooled = density_from_samples([d.nodes.ravel(), d.nodes.ravel()], [d.weights.ravel(), d.weights.ravel()])
+    np.testing.assert_allclose(pooled.weights.sum(axis=1), 1.0)
+    path = plot_density({"a": d, "pooled": pooled}, tmp_path / "density.png", marks={"a": [5.0, 4.0]})
+    assert path.exists() and path.stat().st_size > 1000
