@@ -46,3 +46,20 @@ def test_gradient_confusion_statistic():
     with pytest.raises(HarnessError):
         gradient_confusion(np.ones(3))
     assert largest_gap_index(np.array([10.0, 9.0, 1.0, 0.5])) == 1
+
+
+def test_power_law_over_fits_only_its_range():
+    """PowerLawOver ignores the scales outside ``over``: c = n^-1/2 above 512 and flat below fits -1/2 exactly
+    (a deterministic check of the point estimate), where a PowerLaw over every scale would not."""
+    from harness.laws import PowerLaw, PowerLawOver
+    scales = np.array([128.0, 512, 1024, 2048, 4096])
+    rng = np.random.default_rng(0)
+    noise = 1 + 0.01 * rng.standard_normal((5, 6))
+    truth = np.where(scales < 512, 512.0 ** -0.5, scales ** -0.5)
+    samples = [t * z for t, z in zip(truth, noise)]
+    exact = [np.full(6, t) for t in truth]
+    over = PowerLawOver("rate", "c", (-0.65, -0.35), over=(512, None))
+    assert over.point(scales[1:], exact[1:]) == pytest.approx(-0.5, abs=1e-12)
+    est = over.estimate(scales, samples, 0.99)
+    assert abs(est.value + 0.5) < 0.02 and est.low < -0.5 < est.high
+    assert PowerLaw("rate", "c", (-0.65, -0.35)).estimate(scales, samples, 0.99).value > -0.46
