@@ -2,8 +2,9 @@
 Impact of Neural Network Overparameterization on Gradient Confusion and Stochastic Gradient Descent", ICML 2020).
 
 G1 ``gradient-confusion``. The paper bounds the gradient confusion eta (Def. 2.1: <g_i, g_j> >= -eta for all
-i != j) of LeCun-initialised networks on data with weak correlation: it decreases as the width grows (Thm 3.1,
-Cor. 3.2) and increases as the depth grows (Thm 3.3); Sec. 6 measures it with normalised gradients. Premise
+i != j) of LeCun-initialised networks on data with weak correlation: the bound decreases as the width grows and
+increases as the depth grows (the paper's width and depth theorems; theorem numbers not checked here), and its
+experiments measure it with normalised gradients. Premise
 (CLAIMS.md G1): a tanh MLP, no bias, standard parametrisation with weight std 1 (LeCun: var 1/fan_in), orthogonal
 inputs x_i = sqrt(d) e_i (N = d = 32), labels +-1 at random, squared loss 0.5 (f - y)^2 per example. Statistic:
 c = -min_{i != j} cos(g_i, g_j) over the per-example gradients at initialisation (``Backend.per_example_grads``).
@@ -66,7 +67,7 @@ def confusion(setting, backend):
 GRADIENT_CONFUSION = Claim(
     id="gradient-confusion",
     title="G1: gradient confusion at init falls with width (~ n^-1/2) and rises with depth",
-    paper="Sankararaman, De, Xu, Huang & Goldstein 2020 (ICML), Thm 3.1-3.3, Sec. 6",
+    paper="Sankararaman, De, Xu, Huang & Goldstein 2020 (ICML): the width and depth results at LeCun init",
     statement="For LeCun-initialised tanh networks on weakly correlated (orthogonal) inputs, the gradient "
               "confusion -min_{i != j} cos(g_i, g_j) at initialisation decreases with the width (here as "
               "n^-1/2) and increases with the depth at fixed width.",
