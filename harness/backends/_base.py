@@ -324,3 +324,96 @@ class Backend:
 
     def _index(self, idx: np.ndarray):
         return idx
+
+    # -- per-example gradients and the Jacobian of the outputs (issue 12) ---------------------------------------
+    # Primitives: ``_per_example_grad_fn`` and ``_jacobian_fn``, one per framework (torch.func / jax transforms).
+    def _per_example_grad_fn(self, fn: Callable) -> Callable:
+        """fn(trainable, frozen, x_i, y_i) -> scalar on ONE example  ==>
+        g(trainable, frozen, x, y) -> {name: (N, *shape)}, the gradient of every example's own loss."""
+        raise NotImplementedError
+
+    def _jacobian_fn(self, f: Callable) -> Callable:
+        """f(trainable, frozen, x) -> outputs (N, k)  ==>  j(trainable, frozen, x) -> {name: (N, k, *shape)}."""
+        raise NotImplementedError
+
+    def _flatten_by_name(self, tree: dict, lead: int) -> np.ndarray:
+        """{name: array (lead dims..., *shape)} -> one array (lead dims..., P), names sorted (the HVP's order)."""
+        parts = []
+        for name in sorted(tree):
+            a = self.to_numpy(tree[name])
+            parts.append(a.reshape(a.shape[:lead] + (-1,)))
+        return np.concatenate(parts, axis=-1)
+
+    def per_example_grads(self, model: Model, params: dict, x, y, loss="mse", flat: bool = False):
+        """Per-example gradients: row i is the gradient over the trainable parameters of example i's own loss,
+        ``loss(model(x[i:i+1]), y[i:i+1])`` (a batch of one, so for ``"mse"`` g_i = (f_i - y_i) J_i), computed in
+        one vectorised pass (vmap of grad), never by a Python loop over examples.
+
+        Returns {name: (N, *shape)} NumPy arrays, or with ``flat=True`` one (N, P) array with the parameters in
+        sorted-name order (the order of :meth:`hvp`'s flat vectors). The batch mean of the rows is the gradient of
+        the mean loss (:meth:`grad`) for losses that are means over samples (both built-in losses).
+        """
+        if x is None or y is None:
+            raise HarnessError("per-example gradients need inputs x and targets y")
+        lf = get_loss(loss)
+        with self._context():
+            xb, yb = self._x(x), self._x(y, "y")
+            if xb.shape[0] != yb.shape[0]:
+                raise HarnessError(f"x has {xb.shape[0]} examples, y has {yb.shape[0]}")
+            trainable, frozen = self._split(params)
+
+            def one(tr, fr, xi, yi):
+                return lf(model.apply({**tr, **fr}, xi[None], self.ops), yi[None], self.ops)
+            g = self._compile(("pegrad", model, loss), self._per_example_grad_fn(one))
+            out = g(trainable, frozen, xb, yb)
+            if flat:
+                return self._flatten_by_name(out, 1)
+            return {k: self.to_numpy(v) for k, v in out.items()}
+
+    def jacobian(self, model: Model, params: dict, x, flat: bool = False):
+        """Jacobian of the outputs with respect to the trainable parameters, d f_a(x_i) / d theta.
+
+        Returns {name: (N, k, *shape)} NumPy arrays, or with ``flat=True`` one (N, k, P) array, parameters in
+        sorted-name order. J J^T (over the flat axis) is the empirical NTK (:meth:`ntk`, ``method="jacobian"``).
+        """
+        with self._context():
+            xb = self._x(x)
+            trainable, frozen = self._split(params)
+            k = model.output_dim
+
+            def f(tr, fr, xx):
+                out = model.apply({**tr, **fr}, xx, self.ops)
+                return self.ops.reshape(out, (out.shape[0], k))
+            j = self._compile(("jac", model), self._jacobian_fn(f))
+            out = j(trainable, frozen, xb)
+            if flat:
+                return self._flatten_by_name(out, 2)
+            return {k_: self.to_numpy(v) for k_, v in out.items()}
+
+    # -- Hessian spectrum: top-k eigenpairs and the density (issue 12; numerics in harness.hessian) ---------------
+    def hessian_top_k(self, model, params, x, y, k: int = 10, loss="mse", tol: float = 1e-3, seed: int = 0,
+                      block_size: int = 1, ncv: int | None = None, which: str = "LA"):
+        """The k largest Hessian eigenpairs by (block) Lanczos, each Ritz pair certified by its residual
+        (:func:`harness.hessian.lanczos_top_k`); returns ``TopK(values, vectors (P, k), residuals, bound, n_hvp,
+        converged)``, vectors in the flat sorted-name order of :meth:`hvp`."""
+        from ..hessian import lanczos_top_k
+        fn, dim = self._flat_hvp(model, params, x, y, loss)
+        if isinstance(k, bool) or int(k) != k or not 1 <= k <= dim:
+            raise HarnessError(f"k must be an integer in 1..{dim} (the number of trainable parameters), got {k!r}")
+        if isinstance(block_size, bool) or int(block_size) != block_size or not 1 <= block_size <= dim:
+            raise HarnessError(f"block_size must be an integer in 1..{dim}, got {block_size!r}")
+        if which not in ("LA", "LM"):
+            raise HarnessError(f"which must be 'LA' or 'LM', got {which!r}")
+        return lanczos_top_k(fn, dim, int(k), tol=tol, seed=seed, block_size=int(block_size), ncv=ncv, which=which)
+
+    def hessian_density(self, model, params, x, y, loss="mse", n_starts: int = 8, n_steps: int = 64,
+                        seed: int = 0):
+        """Spectral density of the Hessian by stochastic Lanczos quadrature (:func:`harness.hessian.slq_density`):
+        ``Density(nodes, weights, dim, n_hvp)``; ``.on_grid(grid, sigma)`` gives the Gaussian-broadened density,
+        ``.trace()`` and ``.moment(p)`` the trace and moments with standard errors over the starts."""
+        from ..hessian import slq_density
+        for name, v in (("n_starts", n_starts), ("n_steps", n_steps)):
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise HarnessError(f"{name} must be a positive integer, got {v!r}")
+        fn, dim = self._flat_hvp(model, params, x, y, loss)
+        return slq_density(fn, dim, n_starts=int(n_starts), n_steps=int(n_steps), seed=seed)

@@ -122,3 +122,11 @@ class JaxBackend(Backend):
             col = jax.vmap(lambda t: jax.jvp(f1, (p,), (t,))[1])(cot)   # (N2, N1) = (J1 J2^T)^T
             return col.T
         return kernel(trainable)
+
+    # -- per-example gradients and the Jacobian (issue 12) ------------------------------------------------------
+    def _per_example_grad_fn(self, fn):
+        jax = self.jax
+        return jax.vmap(jax.grad(fn), in_axes=(None, None, 0, 0))
+
+    def _jacobian_fn(self, f):
+        return self.jax.jacrev(f)

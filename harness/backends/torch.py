@@ -133,3 +133,11 @@ class TorchBackend(Backend):
         cot = {k: weights[k] * v for k, v in cot.items()}
         col = func.vmap(lambda t: func.jvp(f1, (trainable,), (t,))[1])(cot)
         return col.T
+
+    # -- per-example gradients and the Jacobian (issue 12) ------------------------------------------------------
+    def _per_example_grad_fn(self, fn):
+        func = self.func
+        return func.vmap(func.grad(fn), in_dims=(None, None, 0, 0))
+
+    def _jacobian_fn(self, f):
+        return self.func.jacrev(f)
