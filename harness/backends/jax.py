@@ -122,3 +122,12 @@ class JaxBackend(Backend):
             col = jax.vmap(lambda t: jax.jvp(f1, (p,), (t,))[1])(cot)   # (N2, N1) = (J1 J2^T)^T
             return col.T
         return kernel(trainable)
+
+    def iterate(self, key, step, state, n):
+        """``n`` applications of ``step`` as one compiled ``lax.fori_loop`` (``n`` traced: one compilation)."""
+        with self._context():
+            k = (("iterate-loop", key), self.dtype)
+            if k not in self._cache:
+                lax = self.jax.lax
+                self._cache[k] = self.jax.jit(lambda s, m: lax.fori_loop(0, m, lambda i, t: step(t), s))
+            return self._cache[k](state, self.jnp.asarray(int(n), dtype=self.jnp.int32))
