@@ -102,8 +102,8 @@ def dense_loss(U, w, a, Q, l: int, ops, p: float = 0.0):
 def gram_parts(U, w, a, Q, l: int, ops, p: float = 0.0):
     """The inner products the Gram form needs: v (B, m), |u|^2 (B, m), K (B, m, m), P (B, m, r)."""
     v, n2 = _coefficients(U, w, p, ops)
-    K = ops.einsum("bjd,bkd->bjk", U, U)
-    P = ops.einsum("bjd,id->bji", U, Q)
+    K = ops.matmul(U, ops.transpose(U))                 # matmul, not einsum: fewer dispatches in eager torch
+    P = ops.matmul(U, ops.transpose(Q))
     return v, n2, K, P
 
 
@@ -113,9 +113,10 @@ def target_norm2(a, Q, l: int) -> float:
     return float(a @ ((Q @ Q.T) ** l) @ a)
 
 
-def gram_loss_and_grad(U, w, a, Q, l: int, ops, p: float = 0.0, tnorm2=None):
+def gram_loss_and_grad(U, w, a, Q, l: int, ops, p: float = 0.0, tnorm2=None, with_fit: bool = True):
     """(loss (B,), gradient (B, m, d), fit (B, r)) of 0.5 ||T(U) - T*||^2 in the Gram form (module docstring);
-    ``fit[b, i] = <T(U_b), q_i^(x)l>``. ``tnorm2`` is ||T*||^2 (:func:`target_norm2`; computed if None)."""
+    ``fit[b, i] = <T(U_b), q_i^(x)l>`` (None unless ``with_fit``). ``tnorm2`` is ||T*||^2 (:func:`target_norm2`;
+    computed if None)."""
     v, n2, K, P = gram_parts(U, w, a, Q, l, ops, p)
     Kl1, Pl1 = K ** (l - 1), P ** (l - 1)
     VK = v[:, None, :] * Kl1                                     # v_k K_jk^(l-1)
@@ -126,10 +127,10 @@ def gram_loss_and_grad(U, w, a, Q, l: int, ops, p: float = 0.0, tnorm2=None):
         G = ops.einsum("id,kd->ik", Q, Q)
         tnorm2 = ops.sum(a[:, None] * a[None, :] * G ** l)
     loss = 0.5 * (ops.sum(v * own, axis=1) - 2.0 * ops.sum(v * cross, axis=1) + tnorm2)
-    grad = l * v[..., None] * (ops.einsum("bjk,bkd->bjd", VK, U) - ops.einsum("bji,id->bjd", aP, Q))
+    grad = l * v[..., None] * (ops.matmul(VK, U) - ops.matmul(aP, Q))
     if p != 0:
         grad = grad - (p * v / n2 * (own - cross))[..., None] * U
-    fit = ops.einsum("bj,bji->bi", v, P ** l)
+    fit = ops.sum(v[..., None] * P ** l, axis=1) if with_fit else None
     return loss, grad, fit
 
 
@@ -210,9 +211,11 @@ def _gd_step(l, p, lr, weight_decay, n_fit, ops):
     at which each of the first ``n_fit`` target components is half fitted (above its value at the start)."""
     def step(s):
         U = s["U"]
-        loss, grad, fit = gram_loss_and_grad(U, s["w"], s["a"], s["Q"], l, ops, p, s["tn2"])
+        loss, grad, fit = gram_loss_and_grad(U, s["w"], s["a"], s["Q"], l, ops, p, s["tn2"], with_fit=n_fit > 0)
         if weight_decay:
             grad = grad + weight_decay * U
+        if n_fit == 0:
+            return {**s, "U": U - lr * grad, "loss": loss}
         t = s["t"]
         half = (fit[:, :n_fit] - s["fit0"]) > 0.5 * s["a"][None, :n_fit]
         first = ops.where((s["t_fit"] < 0) & half, t + ops.zeros_like(s["t_fit"]), s["t_fit"])
@@ -230,13 +233,14 @@ def centred_target(U0: np.ndarray, w: np.ndarray, a, Q, l: int, p: float = 0.0):
 
 def train(backend, U0: np.ndarray, w: np.ndarray, a, Q, l: int, *, lr: float, max_steps: int, chunk: int = 250,
           p: float = 0.0, weight_decay: float = 0.0, tol: float | None = None, reinit=None,
-          stop_when_fitted: bool = False, n_fit: int | None = None, fit0=None) -> TrainOutcome:
+          stop_when_fitted: bool = False, n_fit: int | None = None, fit0=None, track_fit: bool = True
+          ) -> TrainOutcome:
     """Gradient descent on the Gram objective from ``U0`` (B, m, d) with weights ``w`` (B, m), in chunks of
     ``chunk`` compiled steps, until every batch element has relative error < ``tol`` (if given), or every target
     component is half fitted (``stop_when_fitted``), or ``max_steps``; stops early (recording the run as diverged)
     when the loss is not finite. ``reinit``: ``(every, threshold, scale, rng)``: every ``every`` steps, each live
     component with ||u_j|| < threshold is redrawn as N(0, scale^2 / d) (drawn in NumPy: the same on every backend).
-    ``n_fit`` / ``fit0``: half-fit times are recorded for the first ``n_fit`` target components (default all),
+    ``track_fit=False`` skips the half-fit times (fewer operations per step). ``n_fit`` / ``fit0``: half-fit times are recorded for the first ``n_fit`` target components (default all),
     measured above ``fit0`` (B, n_fit) (the centred model's value at the start, see :func:`centred_target`)."""
     U0 = np.asarray(U0, dtype=float)
     B, m, d = U0.shape
@@ -247,7 +251,7 @@ def train(backend, U0: np.ndarray, w: np.ndarray, a, Q, l: int, *, lr: float, ma
         raise HarnessError(f"weights must have shape {(B, m)}, got {w.shape}")
     if chunk < 1 or max_steps < 0:
         raise HarnessError("chunk must be >= 1 and max_steps >= 0")
-    n_fit = len(a) if n_fit is None else int(n_fit)
+    n_fit = 0 if not track_fit else (len(a) if n_fit is None else int(n_fit))
     fit0 = np.zeros((B, n_fit)) if fit0 is None else np.asarray(fit0, dtype=float)
     tn2 = target_norm2(a, Q, l)
     ops = backend.ops
@@ -295,7 +299,7 @@ def train(backend, U0: np.ndarray, w: np.ndarray, a, Q, l: int, *, lr: float, ma
     rel = np.sqrt(np.maximum(2 * final, 0.0) / tn2)
     bad = diverged | ~np.isfinite(final)
     rel = np.where(bad, np.nan, rel)
-    t_fit = backend.to_numpy(state["t_fit"]).astype(float)
+    t_fit = backend.to_numpy(state["t_fit"]).astype(float) if n_fit else np.full((B, 0), np.nan)
     t_fit = np.where(t_fit < 0, np.nan, t_fit)
     return TrainOutcome(U=U, loss=final, rel_error=rel, diverged=bad.astype(float), t_fit=t_fit,
                         steps=np.full(B, float(done)), reinits=reinits)
