@@ -52,7 +52,8 @@ fits the components in no particular order, and the ordered law is refuted.
 
 Seeds per tier follow from the proportion laws: a success proportion can be confirmed >= 0.9 only when the
 Clopper-Pearson lower bound at the law's level clears 0.9, which with every seed succeeding takes
-n >= log(alpha_law / 2) / log(0.9) seeds (C2: 64 per d at run alpha 0.05, 3 verdicts, 3 d's; C3: 48). At the level
+n >= log(alpha_law / 2) / log(0.9) seeds (C2: 64 per d at run alpha 0.05, 3 verdicts, 3 d's; C3: 48, and
+80 to allow one failure). At the level
 of ``claims run --all`` (each law at 0.05 / ~70) these laws come out inconclusive, never refuted, on a true claim.
 """
 from __future__ import annotations
@@ -277,7 +278,7 @@ TENSOR_DEFLATION = Claim(
                             "init make the lazy model together; at init 1 the step 0.05 diverges, so the step "
                             "is 0.02"),
     ),
-    tiers={"ci": Tier(scales=(8,), seeds=48),
+    tiers={"ci": Tier(scales=(8,), seeds=80),
            "full": Tier(scales=(8, 16, 32), seeds=100, overrides={"max_steps": 20000})},
     scope={"init": (1e-3, 3e-4)},
     changes=(
@@ -288,7 +289,10 @@ TENSOR_DEFLATION = Claim(
         "C3 escape-time law: the seed mean of the spread (catalogue: max/min of a_i t_i <= 1.5, per seed).",
         "C3 control (catalogue: centred model at init 3, eta 0.05) at init 1, eta 0.02: at init 3 eta 0.05 "
         "diverged and eta 0.005 had not fitted within 20000 steps (pilot, seeds 0-3).",
-        "C3 seeds 48 (catalogue: not stated): the proportion law's Clopper-Pearson bound.",
+        "C3 seeds 80 (catalogue: not stated), from the proportion law's Clopper-Pearson bound: 48 confirm >= 0.9 "
+    "only if every seed is ordered. At 48 seeds a 30-run calibration (jax, fresh base seeds 924018392..421) held "
+    "30/30, but base seed 0 had 47/48 (one seed with t3 = 320 > t4 = 258, on both backends), inconclusive at "
+    "0.866; 80 seeds confirm >= 0.9 with one violation (lower bound 0.917).",
     "C3 m = 64 (catalogue: 16): the first ci run at m = 16 (base seed 0, 48 seeds) had 46/48 ordered, "
     "ordered 0.958 [0.832, 0.997] and escape-time 1.34 [1.08, 1.61], both inconclusive: one seed never fitted "
     "e3 (the components had gone to e1, e2, e4), one had t3 = 289 > t4 = 274, one t4 = 1874 (spread 6.2). At "

@@ -113,20 +113,26 @@ def target_norm2(a, Q, l: int) -> float:
     return float(a @ ((Q @ Q.T) ** l) @ a)
 
 
-def gram_loss_and_grad(U, w, a, Q, l: int, ops, p: float = 0.0, tnorm2=None, with_fit: bool = True):
+def gram_loss_and_grad(U, w, a, Q, l: int, ops, p: float = 0.0, tnorm2=None, with_fit: bool = True,
+                       with_loss: bool = True):
     """(loss (B,), gradient (B, m, d), fit (B, r)) of 0.5 ||T(U) - T*||^2 in the Gram form (module docstring);
-    ``fit[b, i] = <T(U_b), q_i^(x)l>`` (None unless ``with_fit``). ``tnorm2`` is ||T*||^2 (:func:`target_norm2`;
-    computed if None)."""
+    ``fit[b, i] = <T(U_b), q_i^(x)l>`` (None unless ``with_fit``; the loss is None unless ``with_loss``: a
+    training step needs neither, and eager torch pays per operation). ``tnorm2`` is ||T*||^2
+    (:func:`target_norm2`; computed if None)."""
     v, n2, K, P = gram_parts(U, w, a, Q, l, ops, p)
+    need_sums = with_loss or p != 0
     Kl1, Pl1 = K ** (l - 1), P ** (l - 1)
     VK = v[:, None, :] * Kl1                                     # v_k K_jk^(l-1)
     aP = a[None, None, :] * Pl1                                  # a_i P_ji^(l-1)
-    own = ops.sum(VK * K, axis=2)                                # sum_k v_k K_jk^l
-    cross = ops.sum(aP * P, axis=2)                              # sum_i a_i P_ji^l
-    if tnorm2 is None:
-        G = ops.einsum("id,kd->ik", Q, Q)
-        tnorm2 = ops.sum(a[:, None] * a[None, :] * G ** l)
-    loss = 0.5 * (ops.sum(v * own, axis=1) - 2.0 * ops.sum(v * cross, axis=1) + tnorm2)
+    if need_sums:
+        own = ops.sum(VK * K, axis=2)                            # sum_k v_k K_jk^l
+        cross = ops.sum(aP * P, axis=2)                          # sum_i a_i P_ji^l
+    loss = None
+    if with_loss:
+        if tnorm2 is None:
+            G = ops.einsum("id,kd->ik", Q, Q)
+            tnorm2 = ops.sum(a[:, None] * a[None, :] * G ** l)
+        loss = 0.5 * (ops.sum(v * own, axis=1) - 2.0 * ops.sum(v * cross, axis=1) + tnorm2)
     grad = l * v[..., None] * (ops.matmul(VK, U) - ops.matmul(aP, Q))
     if p != 0:
         grad = grad - (p * v / n2 * (own - cross))[..., None] * U
@@ -211,15 +217,16 @@ def _gd_step(l, p, lr, weight_decay, n_fit, ops):
     at which each of the first ``n_fit`` target components is half fitted (above its value at the start)."""
     def step(s):
         U = s["U"]
-        loss, grad, fit = gram_loss_and_grad(U, s["w"], s["a"], s["Q"], l, ops, p, s["tn2"], with_fit=n_fit > 0)
+        _, grad, fit = gram_loss_and_grad(U, s["w"], s["a"], s["Q"], l, ops, p, s["tn2"], with_fit=n_fit > 0,
+                                          with_loss=False)
         if weight_decay:
             grad = grad + weight_decay * U
         if n_fit == 0:
-            return {**s, "U": U - lr * grad, "loss": loss}
+            return {**s, "U": U - lr * grad}
         t = s["t"]
         half = (fit[:, :n_fit] - s["fit0"]) > 0.5 * s["a"][None, :n_fit]
         first = ops.where((s["t_fit"] < 0) & half, t + ops.zeros_like(s["t_fit"]), s["t_fit"])
-        return {**s, "U": U - lr * grad, "loss": loss, "t_fit": first, "t": t + 1.0}
+        return {**s, "U": U - lr * grad, "t_fit": first, "t": t + 1.0}
     return step
 
 
@@ -260,8 +267,13 @@ def train(backend, U0: np.ndarray, w: np.ndarray, a, Q, l: int, *, lr: float, ma
     with backend._context():
         state = {"U": backend.asarray(U0), "w": backend.asarray(w), "a": backend.asarray(a),
                  "Q": backend.asarray(Q), "tn2": backend.asarray(tn2), "t": backend.asarray(0.0),
-                 "t_fit": backend.asarray(-np.ones((B, n_fit))), "fit0": backend.asarray(fit0),
-                 "loss": backend.asarray(np.zeros(B))}
+                 "t_fit": backend.asarray(-np.ones((B, n_fit))), "fit0": backend.asarray(fit0)}
+        loss_fn = backend._compile(("tensor-loss", l, float(p)), lambda U_, w_, a_, Q_, t_: gram_loss_and_grad(
+            U_, w_, a_, Q_, l, ops, p, t_, with_fit=False)[0])
+
+    def current_loss():
+        with backend._context():
+            return backend.to_numpy(loss_fn(state["U"], state["w"], state["a"], state["Q"], state["tn2"]))
     done, reinits = 0, np.zeros(B)
     diverged = np.zeros(B, dtype=bool)
     while done < max_steps:
@@ -271,9 +283,10 @@ def train(backend, U0: np.ndarray, w: np.ndarray, a, Q, l: int, *, lr: float, ma
             n = min(n, every - done % every)
         state = backend.iterate(key, pure, state, n)
         done += n
-        loss = backend.to_numpy(state["loss"])
-        if not np.all(np.isfinite(loss)) or not np.all(np.isfinite(backend.to_numpy(state["U"]))):
-            diverged |= ~np.isfinite(loss) | ~np.all(np.isfinite(backend.to_numpy(state["U"])), axis=(1, 2))
+        loss = current_loss()
+        Un = backend.to_numpy(state["U"])
+        if not np.all(np.isfinite(loss)) or not np.all(np.isfinite(Un)):
+            diverged |= ~np.isfinite(loss) | ~np.all(np.isfinite(Un), axis=(1, 2))
             break
         rel = np.sqrt(np.maximum(2 * loss, 0.0) / tn2)
         if tol is not None and np.all(rel < tol):
@@ -290,12 +303,7 @@ def train(backend, U0: np.ndarray, w: np.ndarray, a, Q, l: int, *, lr: float, ma
                 with backend._context():
                     state = {**state, "U": backend.asarray(U)}
     U = backend.to_numpy(state["U"]).astype(float)
-    # the loss at the returned parameters (the state's loss is the last step's, one step behind)
-    with backend._context():
-        loss_fn = backend._compile(("tensor-loss", l, float(p)), lambda U_, w_, a_, Q_, t_: gram_loss_and_grad(
-            U_, w_, a_, Q_, l, ops, p, t_)[0])
-        final = backend.to_numpy(loss_fn(state["U"], state["w"], state["a"], state["Q"], state["tn2"])) \
-            if not diverged.any() else backend.to_numpy(state["loss"])
+    final = current_loss()                                 # at the returned parameters
     rel = np.sqrt(np.maximum(2 * final, 0.0) / tn2)
     bad = diverged | ~np.isfinite(final)
     rel = np.where(bad, np.nan, rel)
