@@ -64,10 +64,9 @@ def test_planted_normalisation_bug_refutes_deflation(mc_backend, tmp_path):
 
 @pytest.mark.claim
 def test_lazy_count_law_can_fail(mc_backend, tmp_path):
-    """C1 can fail: the exact count law compares the measured count with ceil(C(d+l-1, l) / d); measured with a
-    tolerance the lazy fit cannot reach (1e-20, below float64 rounding) no m fits and the law has no estimate,
-    and the growth law is checked on GD's counts by the control test above. Here: the count error of a wrong
-    count is caught exactly (a direct check of the law on planted values)."""
+    """C1 can fail: the exact count law holds on a count error of 0 and is refuted on a count error of 1 (planted
+    values: it compares exactly, no interval to hide in); and a lazy fit asked for a residual below float64
+    rounding (1e-20) finds no m, so the claim does not hold (it is not declared true on a failed measurement)."""
     claim = get_claim("tensor-lazy-threshold")
     law = claim.laws[0]
     scales = [6.0, 8.0]
