@@ -201,3 +201,20 @@ def test_bad_input_is_one_line(backend64):
         train(backend64, np.zeros((1, 2, 3)), np.ones((2, 2)), [1.0], np.eye(3)[:1], 3, lr=0.1, max_steps=1)
     with pytest.raises(HarnessError):
         orthonormal_target(2, 3, np.random.default_rng(0))
+
+
+def test_count_power_law_is_exact_when_deterministic_and_t_otherwise():
+    """harness.laws.CountPowerLaw: seeds that agree at every scale give an exact exponent (a point interval);
+    seeds that vary give PowerLaw's t interval around the same point estimate."""
+    from harness.laws import CountPowerLaw, PowerLaw
+    law = CountPowerLaw("growth", "m", (1.0, 2.0))
+    scales = [6.0, 8.0, 10.0, 12.0]
+    fixed = [np.full(4, v) for v in (10.0, 15.0, 22.0, 31.0)]
+    est = law.estimate(scales, fixed, 0.95)
+    assert est.low == est.high == est.value and est.method == "exact"
+    assert law.evaluate(scales, fixed, {}, 0.05).verdict == "holds"
+    rng = np.random.default_rng(0)
+    noisy = [np.array([2.0, 3.0, 4.0, 3.0]) + rng.integers(0, 2, 4) for _ in scales]
+    est2 = law.estimate(scales, noisy, 0.95)
+    ref = PowerLaw("growth", "m", (1.0, 2.0)).estimate(scales, noisy, 0.95)
+    assert est2.method != "exact" and (est2.low, est2.high) == (ref.low, ref.high) and est2.low < est2.high
