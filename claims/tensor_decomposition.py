@@ -15,7 +15,7 @@ when its tangent span is all of Sym^l(R^d): the smallest m whose least-squares r
 ceil(C(d+l-1, l) / d) at every d (law ``generic-count``, compared exactly: the count is deterministic for generic
 draws), and grows polynomially in d (law ``growth``: exponent in [1, l-1]). The paper's Omega(d^(l-1)) is
 asymptotic: the count is ~ d^(l-1) / l! (1 + O(l^2 / d)) and its finite-range slope approaches l - 1 from below
-(l = 3: 1.63 over d = 6..12, the ci grid; 1.78 over 12..40); the band's lower edge 1 (at least linear growth)
+(l = 3: 1.63 over d = 6..12, the ci grid; 1.86 over 12..40); the band's lower edge 1 (at least linear growth)
 is what separates it from the rich regime. The grid avoids the Alexander-Hirschowitz defective cases (l = 3:
 d = 5; l = 4: d = 3, 4, 5), where the count is not the generic dimension (``harness.tensor.generic_count``
 refuses them). Control ``gd``: the same statistic, the smallest sufficient m, for C2's gradient descent from small
@@ -26,9 +26,8 @@ small initialisation with m components below the lazy threshold (22, 77, 287 at 
 the variant m = 8) recovers the rank-2 target T* = q1^3 + 0.7 q2^3 (relative error < 1e-2) in at least 90% of
 seeds at every d = 10, 20, 40 (law ``recovery``: exact Clopper-Pearson interval of the success proportion,
 Bonferroni over d), and the smallest sufficient m (over the grid 2, 3, 4, 6, 8, 12, 16, trained as one batch;
-masked components are inert) grows at most like
-the paper's log d (law ``m-polylog``: exponent of its seed mean in d at most 0.35, the exponent of log d itself over
-d = 10..40 being log(log 40 / log 10) / log 4 = 0.34). Control ``m=r``: with m = r = 2 training mostly stalls with one
+masked components are inert) grows at most like the paper's log d (law ``m-polylog``: exponent of its seed mean
+in d at most 0.35, the exponent of log d itself over d = 10..40 being log(log 40 / log 10) / log 4 = 0.34). Control ``m=r``: with m = r = 2 training mostly stalls with one
 component fitted, and the recovery law is refuted.
 
 The paper's variant (Wang et al. 2020, the "variant of gradient descent" of the abstract; what is implemented, and
@@ -41,8 +40,8 @@ norm fell below half the initialisation scale with a fresh small random vector (
 the algorithm escape the local minima where plain GD stalls). Its thresholds and schedule are this suite's
 choices, not the paper's constants (which are stated for its proof, far larger in m). Same laws and control.
 
-C3 ``tensor-deflation``. l = 4, d = 8, m = 64 (catalogue: 16, see changes), T* = sum_i a_i e_i^(x)4 with a = (1, .6, .36, .216); the normalised
-model from init 1e-3, GD with eta = 0.05; t_i = the first step with <T(W), e_i^(x)4> > a_i / 2. Laws: ``ordered``:
+C3 ``tensor-deflation``. l = 4, d = 8, m = 64 (catalogue: 16, see changes), T* = sum_i a_i e_i^(x)4 with
+a = (1, .6, .36, .216); the normalised model from init 1e-3, GD with eta = 0.05; t_i = the first step with <T(W), e_i^(x)4> > a_i / 2. Laws: ``ordered``:
 the proportion of seeds with t1 < t2 < t3 < t4 is at least 0.9 (Clopper-Pearson; "every seed" as a proportion:
 0.9 is the bound a finite sample can confirm), where a component never half fitted within the step budget counts
 as later than every fitted one (the order is not violated; but at least the two largest must be fitted);
@@ -53,8 +52,7 @@ fits the components in no particular order, and the ordered law is refuted.
 Seeds per tier follow from the proportion laws: a success proportion can be confirmed >= 0.9 only when the
 Clopper-Pearson lower bound at the law's level clears 0.9, which with every seed succeeding takes
 n >= log(alpha_law / 2) / log(0.9) seeds (C2: 64 per d at run alpha 0.05, 3 verdicts, 3 d's; C3: 48, and
-80 to allow one failure). At the level
-of ``claims run --all`` (each law at 0.05 / ~70) these laws come out inconclusive, never refuted, on a true claim.
+80 to allow one failure). At the level of ``claims run --all`` (each law at 0.05 / ~70) these laws come out inconclusive, never refuted, on a true claim.
 """
 from __future__ import annotations
 
