@@ -244,11 +244,12 @@ def train(backend, U0: np.ndarray, w: np.ndarray, a, Q, l: int, *, lr: float, ma
           ) -> TrainOutcome:
     """Gradient descent on the Gram objective from ``U0`` (B, m, d) with weights ``w`` (B, m), in chunks of
     ``chunk`` compiled steps, until every batch element has relative error < ``tol`` (if given), or every target
-    component is half fitted (``stop_when_fitted``), or ``max_steps``; stops early (recording the run as diverged)
-    when the loss is not finite. ``reinit``: ``(every, threshold, scale, rng)``: every ``every`` steps, each live
+    component is half fitted (``stop_when_fitted``), or ``max_steps``. A batch element whose loss or parameters
+    stop being finite is recorded as diverged (relative error NaN) and no longer holds the others back (batch
+    elements do not interact); the loop stops when every element has diverged. ``reinit``: ``(every, threshold, scale, rng)``: every ``every`` steps, each live
     component with ||u_j|| < threshold is redrawn as N(0, scale^2 / d) (drawn in NumPy: the same on every backend).
-    ``track_fit=False`` skips the half-fit times (fewer operations per step). ``n_fit`` / ``fit0``: half-fit times are recorded for the first ``n_fit`` target components (default all),
-    measured above ``fit0`` (B, n_fit) (the centred model's value at the start, see :func:`centred_target`)."""
+    ``track_fit=False`` skips the half-fit times (fewer operations per step). ``n_fit`` / ``fit0``: half-fit times
+    are recorded for the first ``n_fit`` target components (default all), measured above ``fit0`` (B, n_fit) (the centred model's value at the start, see :func:`centred_target`)."""
     U0 = np.asarray(U0, dtype=float)
     B, m, d = U0.shape
     a = np.asarray(a, dtype=float)
@@ -285,18 +286,18 @@ def train(backend, U0: np.ndarray, w: np.ndarray, a, Q, l: int, *, lr: float, ma
         done += n
         loss = current_loss()
         Un = backend.to_numpy(state["U"])
-        if not np.all(np.isfinite(loss)) or not np.all(np.isfinite(Un)):
-            diverged |= ~np.isfinite(loss) | ~np.all(np.isfinite(Un), axis=(1, 2))
+        diverged |= ~np.isfinite(loss) | ~np.all(np.isfinite(Un), axis=(1, 2))
+        if diverged.all():
             break
         rel = np.sqrt(np.maximum(2 * loss, 0.0) / tn2)
-        if tol is not None and np.all(rel < tol):
+        if tol is not None and np.all((rel < tol) | diverged):
             break
-        if stop_when_fitted and np.all(backend.to_numpy(state["t_fit"]) >= 0):
+        if stop_when_fitted and np.all((backend.to_numpy(state["t_fit"]) >= 0).all(axis=1) | diverged):
             break
         if reinit is not None and done % reinit[0] == 0 and done < max_steps:
             every, threshold, scale, rng = reinit
             U = backend.to_numpy(state["U"]).astype(float)
-            small = (np.linalg.norm(U, axis=-1) < threshold) & (w > 0)
+            small = (np.linalg.norm(U, axis=-1) < threshold) & (w > 0) & ~diverged[:, None]
             if small.any():
                 U[small] = rng.standard_normal((int(small.sum()), d)) * (scale / np.sqrt(d))
                 reinits += small.sum(axis=1)
