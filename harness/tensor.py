@@ -70,10 +70,10 @@ def _letters(l):
 
 
 def _coefficients(U, w, p, ops):
-    """v_j = w_j ||u_j||^-p (and ||u_j||^2), shapes (B, m)."""
-    n2 = ops.sum(U * U, axis=-1)
+    """v_j = w_j ||u_j||^-p and ||u_j||^2 (None for p = 0, where it is not needed), shapes (B, m)."""
     if p == 0:
-        return w, n2
+        return w, None
+    n2 = ops.sum(U * U, axis=-1)
     return w * n2 ** (-0.5 * p), n2
 
 
@@ -100,7 +100,7 @@ def dense_loss(U, w, a, Q, l: int, ops, p: float = 0.0):
 
 # -- Gram form ----------------------------------------------------------------------------------------------------
 def gram_parts(U, w, a, Q, l: int, ops, p: float = 0.0):
-    """The inner products the Gram form needs: v (B, m), |u|^2 (B, m), K (B, m, m), P (B, m, r)."""
+    """The inner products the Gram form needs: v (B, m), |u|^2 (B, m; None for p = 0), K (B, m, m), P (B, m, r)."""
     v, n2 = _coefficients(U, w, p, ops)
     K = ops.matmul(U, ops.transpose(U))                 # matmul, not einsum: fewer dispatches in eager torch
     P = ops.matmul(U, ops.transpose(Q))
