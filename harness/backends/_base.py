@@ -417,3 +417,14 @@ class Backend:
                 raise HarnessError(f"{name} must be a positive integer, got {v!r}")
         fn, dim = self._flat_hvp(model, params, x, y, loss)
         return slq_density(fn, dim, n_starts=int(n_starts), n_steps=int(n_steps), seed=seed)
+
+    # -- iterated maps (the tensor model's training, harness/tensor.py) -----------------------------------------
+    def iterate(self, key, step: Callable, state: dict, n: int) -> dict:
+        """Apply the pure map ``step(state) -> state`` (a dict of backend arrays, written with ``ops``) ``n``
+        times; ``key`` names the map for the compile cache (it must determine ``step``). Default: a Python loop
+        over the compiled step; a backend that can compile loops (JAX) runs the ``n`` steps as one dispatch."""
+        with self._context():
+            fn = self._compile(("iterate", key), step)
+            for _ in range(int(n)):
+                state = fn(state)
+            return state

@@ -130,3 +130,12 @@ class JaxBackend(Backend):
 
     def _jacobian_fn(self, f):
         return self.jax.jacrev(f)
+
+    def iterate(self, key, step, state, n):
+        """``n`` applications of ``step`` as one compiled ``lax.fori_loop`` (``n`` traced: one compilation)."""
+        with self._context():
+            k = (("iterate-loop", key), self.dtype)
+            if k not in self._cache:
+                lax = self.jax.lax
+                self._cache[k] = self.jax.jit(lambda s, m: lax.fori_loop(0, m, lambda i, t: step(t), s))
+            return self._cache[k](state, self.jnp.asarray(int(n), dtype=self.jnp.int32))
