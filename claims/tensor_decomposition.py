@@ -127,7 +127,11 @@ GD_CHANGES = (
     "some m = r runs).",
 )
 
-TENSOR_BEYOND_LAZY = Claim(
+# C2 is a draft (the leading underscore keeps it out of the registry) until its recovery law has the power to hold:
+# at 64 seeds per d it was inconclusive (never refuted) in 8/30 (plain GD) and 3/30 (the variant) calibration runs
+# at run alpha 0.05, and in every run at the `claims run --all` level; more seeds need a censoring-aware summary
+# for the m-polylog law first (a seed where no m of the grid recovers records NaN). See the README.
+_TENSOR_BEYOND_LAZY = Claim(
     id="tensor-beyond-lazy",
     title="C2: gradient descent from small init recovers a low-rank tensor far below the lazy threshold",
     paper="Wang, Wu, Lee, Ma & Ge 2020 (Thm 1.2; abstract)",
@@ -150,7 +154,7 @@ TENSOR_BEYOND_LAZY = Claim(
     changes=GD_CHANGES,
 )
 
-TENSOR_BEYOND_LAZY_WANG = TENSOR_BEYOND_LAZY.variant(
+_TENSOR_BEYOND_LAZY_WANG = _TENSOR_BEYOND_LAZY.variant(
     id="tensor-beyond-lazy-wang",
     title="C2 (paper's variant): normalised model, weight decay and re-initialisation",
     statement="Wang et al.'s variant of gradient descent (normalised 2-homogeneous components, weight decay, "

@@ -3,7 +3,7 @@
 A claim file builds :class:`Claim` objects at module level. The registry finds every ``Claim`` in every module of
 the ``claims`` package and in the user's own files (``--path FILE_OR_DIR`` on every command, or the
 ``CLAIMS_PATH`` environment variable, paths separated by ``os.pathsep``), so verifying a new paper needs no edit
-of this package. A claim never imports torch or jax: its ``measure`` function receives a backend and uses only
+of this package. A claim bound to a name starting with ``_`` is a draft: built and checked, not registered. A claim never imports torch or jax: its ``measure`` function receives a backend and uses only
 harness calls on it.
 
 Declarations are checked when the claim is built, before anything is measured: a control's flip, a tier's
@@ -249,7 +249,7 @@ def _import_file(path):
         if isinstance(e, KeyboardInterrupt):
             raise
         raise HarnessError(f"{_where(e, path)}: {_one_line(e)}") from None
-    return [obj for obj in vars(mod).values() if isinstance(obj, Claim)]
+    return [obj for name, obj in vars(mod).items() if isinstance(obj, Claim) and not name.startswith("_")]
 
 
 def _files(path) -> list:
@@ -320,8 +320,8 @@ def registry(package: str = "claims") -> dict[str, Claim]:
                 path = os.path.join(pkg.__path__[0], info.name + ".py")
                 LOAD_ERRORS[path] = f"{_where(e, path)}: {_one_line(e)}"
                 continue
-            for obj in vars(mod).values():
-                if isinstance(obj, Claim):
+            for name, obj in vars(mod).items():
+                if isinstance(obj, Claim) and not name.startswith("_"):     # _NAME: a draft, not registered
                     if obj.id in found and found[obj.id] is not obj:
                         raise HarnessError(f"two claims share the id {obj.id!r}")
                     found[obj.id] = obj
