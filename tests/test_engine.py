@@ -101,8 +101,8 @@ def test_seeds_are_derived_and_backend_independent():
 
 # -- store ----------------------------------------------------------------------------------------------------------
 def test_store_resumes_after_kill_without_duplicates(tmp_path):
-    """Kill a sweep (SIGKILL) mid-way: every point it had finished is kept, the rerun measures only the rest, and
-    the store holds each point exactly once."""
+    """Kill a sweep (SIGKILL) mid-way: every point it had finished is kept, the rerun measures only the rest, the
+    store holds each point exactly once, and the sweep's worker processes do not outlive it."""
     path = tmp_path / "s.sqlite"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "harness.engine.cli", "run", "ntk-init-limit", "--case", "tanh",
@@ -117,8 +117,18 @@ def test_store_resumes_after_kill_without_duplicates(tmp_path):
                 done_before = s.count()
             if done_before >= 5:
                 break
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                               text=True).stdout.split()]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    time.sleep(3)
+    for pid in workers:           # the default executor's worker processes exit with their driver
+        try:
+            os.kill(pid, 0)
+            alive = open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+        except (ProcessLookupError, FileNotFoundError):
+            alive = False
+        assert not alive, f"worker {pid} outlived its killed driver"
     claim = get_claim("ntk-init-limit")
     tasks = tasks_for(claim, "ci", "jax", case="tanh", seeds=3)
     with Store(path) as s:

@@ -365,7 +365,7 @@ def cmd_calibrate(args, console):
         else:
             import multiprocessing
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=one_thread_per_worker) as pool:
+                                     initializer=one_thread_per_worker, initargs=(os.getpid(),)) as pool:
                 for res in pool.map(_calibration_run, jobs):
                     tally(res)
                     bar.advance(job)

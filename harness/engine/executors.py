@@ -30,13 +30,23 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
               "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 
-def one_thread_per_worker():
+def one_thread_per_worker(parent: int | None = None):
     """Worker initialiser: one intra-op thread per process. The workers are the parallelism; with more threads,
-    torch's OpenMP pools spin against each other on a small machine and small matmuls slow down many-fold."""
+    torch's OpenMP pools spin against each other on a small machine and small matmuls slow down many-fold.
+    With ``parent`` (the driver's pid), the worker also exits when the driver dies, even by SIGKILL, instead of
+    lingering as an orphan."""
     for var, value in ONE_THREAD.items():
         if var == "XLA_FLAGS":
             value = (os.environ.get(var, "") + " " + value).strip()
         os.environ[var] = value
+    if parent is not None:
+        import threading
+
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True, name="exit-with-driver").start()
 
 
 def measure_task(task_json: str):
@@ -120,7 +130,7 @@ class LocalExecutor(Executor):
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=one_thread_per_worker)
+                                             initializer=one_thread_per_worker, initargs=(os.getpid(),))
         return self._pool
 
     def results(self, tasks):
