@@ -29,7 +29,7 @@ def tests(session):
     session instead of being skipped (HARNESS_BACKENDS=torch or =jax narrows it on purpose)."""
     install(session, "jax,torch,test,ray")       # ray: the Ray executor's tests start a real local cluster
     # worksteal: an idle worker takes queued tests from the busy one, so the long claim tests do not pile up on one
-    args = session.posargs or ["-n", "2", "--dist", "worksteal", "-q"]
+    args = session.posargs or ["-n", "2", "--dist", "worksteal", "-q", "--durations=15"]
     env = {**SMALL_KERNEL_ENV, "HARNESS_BACKENDS": os.environ.get("HARNESS_BACKENDS", "torch,jax")}
     session.run("pytest", *args, env=env)
 
