@@ -100,3 +100,36 @@ def plot_coord_check(data: dict, path, title: str = "", layer_names=None):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def run_coord_check(backend: str = "jax", parametrisation: str = "mup", optimizer: str = "adam", lr: float = 2 ** -6,
+                    widths=(64, 128, 256, 512, 1024), seeds: int = 4, steps: int = 5, depth: int = 2,
+                    activation: str = "tanh", input_dim: int = 16, batch: int = 64, base_width: int = 64,
+                    zero_readout: bool | None = None, data_seed: int = 0, device: str = "cpu", dtype: str = "float64",
+                    out="coord_check.png") -> dict:
+    """The coordinate check of an :class:`harness.MLP` in a registered parametrisation, as a command would run it
+    (the function ``claims coordcheck`` should call): draws the figure to ``out`` and returns
+    ``{"path", "slopes" (steps, layers), "data"}``. Data: ``batch`` points on the sphere in R^input_dim with the
+    sin/cos target, 0.5 * MSE, full-batch; ``zero_readout`` defaults to True under muP."""
+    from . import MLP, adam, get_backend, sgd
+    from .data import sin_cos_target, sphere
+    from .parametrisation import get_parametrisation
+    get_parametrisation(parametrisation)
+    if optimizer not in ("sgd", "adam"):
+        raise HarnessError(f"unknown optimizer {optimizer!r}; choose sgd or adam")
+    if seeds < 1 or steps < 1:
+        raise HarnessError("seeds and steps must be >= 1")
+    zr = parametrisation == "mup" if zero_readout is None else bool(zero_readout)
+    be = get_backend(backend, device, dtype)
+    x = sphere(batch, input_dim, data_seed)
+    y = sin_cos_target(x)
+    opt = sgd(lr) if optimizer == "sgd" else adam(lr)
+
+    def make(w):
+        return MLP(input_dim=input_dim, width=int(w), depth=depth, parametrisation=parametrisation,
+                   activation=activation, base_width=base_width, zero_readout=zr)
+    data = coord_data(be, make, widths, list(range(seeds)), x, y, opt, steps)
+    names = [f"hidden {l + 1}" for l in range(depth)] + ["output"]
+    path = plot_coord_check(data, out, title=f"{parametrisation}, {optimizer} lr {lr:g}, {backend}",
+                            layer_names=names)
+    return {"path": path, "slopes": coord_slopes(data), "data": data}

@@ -47,3 +47,30 @@ def test_planted_error_in_the_mup_table_refutes_lr_transfer(mc_backend, monkeypa
         (result,) = run_claim("lr-transfer", "ci", mc_backend.framework_name, store=store, include_controls=False)
     slope = next(r for r in result.claim_result.laws if r.law == "optimum-slope")
     assert slope.verdict == "refuted", (slope.estimate, slope.verdict)
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("case", ["sgd", "adam"])
+@CLAIM_SETTINGS
+@given(premise=drawn_premise("coord-check"))
+def test_coordinate_check_is_flat_under_mup(backend_name, store, case, premise):
+    """coord-check: every layer's change from init has exponent within +-0.15 in the width under muP (SGD and
+    Adam); under the standard parametrisation (control) the hidden layers' change grows with the width."""
+    from harness.claim import get_claim
+    check_claim("coord-check", {**get_claim("coord-check").cases[case], **premise}, backend_name, store, case=case)
+
+
+@pytest.mark.claim
+def test_planted_error_in_the_mup_table_fails_the_coordinate_check(mc_backend, monkeypatch, tmp_path):
+    """The coordinate check can fail: the hidden layer's Adam rate not divided by the width makes the hidden
+    layers' change grow with the width, which refutes the Adam case."""
+    from harness import get_backend
+    from harness import parametrisation as P
+    real = P.PARAMETRISATIONS["mup"]
+    broken = P.Parametrisation("mup", real.style, {**real.table, "hidden": P.ABC(c_sgd=0.0, c_adam=0.0)})
+    monkeypatch.setitem(P.PARAMETRISATIONS, "mup", broken)
+    monkeypatch.setattr(get_backend(mc_backend.framework_name, "cpu", "float64"), "_cache", {})
+    with Store(tmp_path / "broken.sqlite") as store:
+        (result,) = run_claim("coord-check", "ci", mc_backend.framework_name, case="adam", store=store,
+                              include_controls=False)
+    assert result.verdict == "refuted", [(r.law, r.estimate, r.verdict) for r in result.claim_result.laws]

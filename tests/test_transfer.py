@@ -176,3 +176,32 @@ def test_invariance_interval_covers():
         misses += not (est.low <= truth <= est.high)
     p = binomtest(misses, reps, 1 - level, alternative="greater").pvalue
     assert p > FALSE_FAIL, f"{misses}/{reps} misses at nominal {1 - level:.3g}"
+
+
+# -- the coordinate check -----------------------------------------------------------------------------------------
+def test_coord_check_data_slopes_and_plot(backend64, tmp_path):
+    """coord_data has one row per step (row 0 zero), coord_slopes one slope per step and layer, and the plot is
+    written; muP's hidden-layer slopes are small and the standard parametrisation's larger, on a tiny sweep."""
+    from harness import adam
+    from harness.coordcheck import coord_data, coord_slopes, plot_coord_check
+    from harness.data import sin_cos_target, sphere
+    x = sphere(16, 8, 0)
+    y = sin_cos_target(x)
+    out = {}
+    for par in ("mup", "standard"):
+        def make(w, par=par):
+            return MLP(input_dim=8, width=w, depth=2, parametrisation=par, activation="tanh", base_width=32,
+                       zero_readout=par == "mup")
+        data = coord_data(backend64, make, [32, 128, 512], seeds=[0, 1], x=x, y=y, optimizer=adam(2.0 ** -6),
+                          steps=3)
+        assert set(data) == {32, 128, 512} and data[32].shape == (2, 4, 3)
+        assert np.all(data[128][:, 0] == 0) and np.all(data[128][:, 1:] >= 0)
+        out[par] = coord_slopes(data)
+        assert out[par].shape == (3, 3)
+        path = plot_coord_check(data, tmp_path / f"{par}.png", title=par)
+        assert path.stat().st_size > 1000
+    assert np.all(np.abs(out["mup"][-1, :2]) < 0.15)
+    assert out["standard"][-1, 1] > 0.5
+    with pytest.raises(HarnessError):
+        coord_data(backend64, lambda w: MLP(input_dim=8, width=w, depth=1, parametrisation="mup"), [32], [0],
+                   x, y, adam(0.01))
