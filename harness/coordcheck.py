@@ -86,7 +86,8 @@ def plot_coord_check(data: dict, path, title: str = "", layer_names=None):
             v = arr[:, :, t, l]
             with np.errstate(all="ignore"):
                 m = np.nanmean(v, axis=1)
-            line, = ax.plot(widths, m, marker="o", label=f"{names[l]} ({slopes[t - 1, l]:+.2f})")
+            slope = f"{slopes[t - 1, l]:+.2f}" if np.isfinite(slopes[t - 1, l]) else "no change"
+            line, = ax.plot(widths, m, marker="o", label=f"{names[l]} ({slope})")
             ax.fill_between(widths, np.nanmin(v, axis=1), np.nanmax(v, axis=1), color=line.get_color(), alpha=0.15)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
