@@ -62,6 +62,8 @@ class TorchBackend(Backend):
         if device == "cuda" and not torch.cuda.is_available():
             raise HarnessError("device 'cuda' not available to torch (torch.cuda.is_available() is False)")
         self.torch, self.func = torch, torch.func
+        if device == "cpu":
+            _set_cpu_threads(torch)
         self._device = torch.device(device)
         self._tdtype = getattr(torch, dtype)
         self.ops = TorchOps(torch)
@@ -141,3 +143,26 @@ class TorchBackend(Backend):
 
     def _jacobian_fn(self, f):
         return self.func.jacrev(f)
+
+
+CPU_THREADS_ENV = "HARNESS_TORCH_THREADS"
+
+
+def _set_cpu_threads(torch):
+    """torch's intra-op CPU threads: ``HARNESS_TORCH_THREADS`` (default 1; 0 keeps torch's own default).
+
+    On the small nets of the claims a second OpenMP thread buys little, and on a shared, oversubscribed machine
+    its barrier waits make every op wait for a descheduled thread: on the 2-core CI machine under load the asv
+    training step (``training.TrainStep``, Adam, width 128) took 684 ms with torch's default of 2 threads and
+    13.6 ms with 1 (JAX: 4.6 ms, same run). The setting is process-wide in torch (there is no per-call one), so
+    it is applied once, when a CPU torch backend is created."""
+    import os
+    raw = os.environ.get(CPU_THREADS_ENV, "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        raise HarnessError(f"{CPU_THREADS_ENV}={raw!r} must be a non-negative integer") from None
+    if n < 0:
+        raise HarnessError(f"{CPU_THREADS_ENV}={raw!r} must be a non-negative integer")
+    if n and torch.get_num_threads() != n:
+        torch.set_num_threads(n)

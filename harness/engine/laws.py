@@ -314,3 +314,71 @@ class CountPowerLaw(PowerLaw):
         if all(np.all(np.isfinite(s)) and np.allclose(s, s[0], rtol=1e-9, atol=0) for s in arrs):
             return exact(np.asarray(scales, dtype=float), arrs, self.summary, confidence, self.exact_reduce)
         return Law.estimate(self, scales, samples, confidence, seed)
+
+# -- laws for learning-rate transfer and width-independence (issue 11) --------------------------------------------
+@dataclass(frozen=True)
+class LogSlope(Law):
+    """The summary (already on a log scale, e.g. log2 of an optimal learning rate) is linear in log(scale): the
+    least-squares slope against ``log_base`` log(scale) lies in ``band``. With ``log_base=2`` and the summary in
+    log2 units, a slope s means the summary moves s grid steps per doubling of the scale (and 4 s over 16x).
+    Interval: the ``"t"`` method on the per-scale seed summaries (jackknife, delta method, Welch df); unlike
+    :class:`PowerLaw` no log is taken of the summary, so it may be negative."""
+    log_base: float = 2.0
+
+    def _weights(self, scales):
+        from .stats import slope_weights
+        return slope_weights(scales) * np.log(self.log_base)
+
+    def point(self, scales, samples):
+        return float(self._weights(scales) @ np.array([self.summary(s) for s in samples]))
+
+    def interval(self, scales, samples, confidence):
+        from .stats import _check, jackknife, t_linear
+        parts = [jackknife(s, self.summary) for s in samples]
+        note = _check(parts, scales, confidence, "the summary")
+        point = self.point(scales, samples)
+        if note:
+            return undefined(confidence, "t", note, point)
+        est, lo, hi = t_linear(parts, self._weights(scales), confidence)
+        return Estimate(est, lo, hi, confidence, "t")
+
+    def min_scales(self):
+        return 2
+
+    def describe(self):
+        return self.what or f"slope of {self.statistic} against log{self.log_base:g}(scale)"
+
+
+def coefficient_of_variation(values) -> float:
+    """Sample standard deviation over mean (ddof 1) of per-scale values."""
+    v = np.asarray(values, dtype=float)
+    return float(np.std(v, ddof=1) / np.mean(v))
+
+
+@dataclass(frozen=True)
+class Invariance(Law):
+    """The per-scale summaries are the same at every scale (over the scales >= ``from_scale``): the estimate is
+    their coefficient of variation (sd / mean across scales), compared with an upper ``band`` such as
+    ``(None, 0.15)``. A nonlinear statistic of several scales' seeds, so its interval is the BCa bootstrap over
+    seeds within each scale (``method="bootstrap"``, the default here)."""
+    method: str = "bootstrap"
+    from_scale: float = 0.0
+
+    def _keep(self, scales):
+        return [i for i, sc in enumerate(scales) if sc >= self.from_scale]
+
+    def point(self, scales, samples):
+        keep = self._keep(scales)
+        if len(keep) < 2:
+            return float("nan")
+        return coefficient_of_variation([self.summary(samples[i]) for i in keep])
+
+    def interval(self, scales, samples, confidence):
+        from .stats import bootstrap
+        return bootstrap(samples, lambda s: self.point(scales, s), confidence)
+
+    def min_scales(self):
+        return 2
+
+    def describe(self):
+        return self.what or f"coefficient of variation of {self.statistic} across scales"
