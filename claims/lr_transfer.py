@@ -75,7 +75,11 @@ _TIERS = {"ci": Tier(scales=(32, 128, 512), seeds=6),
 
 _SCOPE = {"data_seed": tuple(range(100))}
 
-LR_TRANSFER_ADAM = Claim(
+# Both D2 claims are drafts (the leading underscore keeps them out of the registry) until they hold reliably at the
+# ci tier: in calibration (jax, fresh base seeds) the Adam claim was inconclusive in 5/30 runs at run alpha 0.05 and
+# the SGD claim in 14/19 (never refuted); torch takes ~10 minutes for the Adam claim at the ci tier (eager Adam
+# updates). See the README; issue 11 stays open.
+_LR_TRANSFER_ADAM = Claim(
     id="lr-transfer",
     title="D2: under muP the optimal Adam learning rate is width-independent and wider is better",
     paper="Yang et al. 2021 (TP-V, Table 3, Fig. 1)",
@@ -116,7 +120,7 @@ LR_TRANSFER_ADAM = Claim(
     ),
 )
 
-LR_TRANSFER_SGD = Claim(
+_LR_TRANSFER_SGD = Claim(
     id="lr-transfer-sgd",
     title="D2 (SGD): under muP the optimal SGD learning rate is width-independent; under NTK it grows",
     paper="Yang et al. 2021 (TP-V, Table 3); Yang & Hu 2021 (TP-IV)",
