@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import HarnessError
-from .stats import power_law_slope
+from .engine.stats import power_law_slope
 
 
 def coord_changes(backend, model, params, x, y, optimizer, steps: int, loss="mse") -> np.ndarray:

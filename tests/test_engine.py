@@ -73,7 +73,21 @@ def test_control_flipping_several_settings_must_say_why():
 
 
 def test_registry_finds_every_claim_module():
+    """Every module of the claims package imports and registers (a broken one would be skipped with a one-line
+    warning by the CLI, and its claims would silently drop out of the tests)."""
+    import pkgutil
+    import claims
+    from harness.engine.claim import LOAD_ERRORS
     reg = registry()
+    assert not LOAD_ERRORS, LOAD_ERRORS
+    import importlib
+    from harness.engine.claim import Claim
+    for m in pkgutil.iter_modules(claims.__path__):
+        if m.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"claims.{m.name}")
+        public = [o.id for n, o in vars(mod).items() if isinstance(o, Claim) and not n.startswith("_")]
+        assert set(public) <= set(reg), (m.name, public)
     assert {"ntk-drift", "ntk-init-limit", "ntk-linearization"} <= set(reg)
     for c in reg.values():
         assert c.controls and "ci" in c.tiers

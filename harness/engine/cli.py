@@ -19,6 +19,7 @@ EPILOG = """examples:
   claims run --all --tier full --device cuda --executor ray --address auto
   claims report --out reports/ci
   claims calibrate ntk-drift --runs 100 --backend jax --out reports/calibration
+  claims coordcheck --parametrisation mup --optimizer adam --out coord.png
 
 results are stored in results/claims.sqlite (override with --store or CLAIMS_STORE); a point already stored is
 never recomputed, so an interrupted run resumes where it stopped. Sweeps use every local core by default
@@ -87,6 +88,19 @@ def _parser() -> argparse.ArgumentParser:
                           "the level `claims run --all` prints; the refutation bound is then compared with "
                           "law-alpha x the run's verdicts")
     cal.add_argument("--out", default=None, metavar="DIR", help="write calibration.md and calibration.json here")
+
+    cc = sub.add_parser("coordcheck", help="draw the coordinate check (TP-V): each layer's pre-activation change "
+                                           "from init after a few steps, against width, for a parametrisation")
+    cc.add_argument("--parametrisation", default="mup", help="standard, ntk, mup or mean-field (default mup)")
+    cc.add_argument("--optimizer", default="adam", choices=["sgd", "adam"])
+    cc.add_argument("--lr", type=float, default=2 ** -6, help="learning rate (default 2^-6)")
+    cc.add_argument("--widths", default="64,128,256,512,1024", help="comma list (default 64..1024)")
+    cc.add_argument("--seeds", type=int, default=4, help="networks per width (default 4)")
+    cc.add_argument("--steps", type=int, default=5, help="training steps drawn (default 5)")
+    cc.add_argument("--depth", type=int, default=2, help="hidden layers (default 2)")
+    cc.add_argument("--backend", default="jax", help="torch or jax (default jax)")
+    cc.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    cc.add_argument("--out", default="coord_check.png", help="the figure (default coord_check.png)")
     return p
 
 
@@ -411,6 +425,26 @@ def cmd_calibrate(args, console):
     return 1 if failed else 0
 
 
+def cmd_coordcheck(args, console):
+    from ..coordcheck import run_coord_check
+    from ..errors import HarnessError
+    try:
+        widths = tuple(int(w) for w in args.widths.split(",") if w.strip())
+    except ValueError:
+        raise HarnessError(f"--widths must be a comma list of integers, got {args.widths!r}") from None
+    if len(widths) < 2 or min(widths) < 1:
+        raise HarnessError(f"--widths needs at least two positive widths, got {args.widths!r}")
+    _backends(args.backend)
+    res = run_coord_check(args.backend, args.parametrisation, args.optimizer, args.lr, widths, args.seeds,
+                          args.steps, depth=args.depth, device=args.device, out=args.out)
+    slopes = np.asarray(res["slopes"])
+    names = [f"hidden {l + 1}" for l in range(args.depth)] + ["output"]
+    console.print(f"exponent of each layer's change in width after step {args.steps} (muP: about 0): "
+                  + ", ".join(f"{n} {v:+.2f}" for n, v in zip(names, slopes[-1])))
+    console.print(f"figure: {res['path']}")
+    return 0
+
+
 def main(argv=None) -> int:
     from rich.console import Console
     from ..errors import HarnessError
@@ -424,7 +458,8 @@ def main(argv=None) -> int:
             load_path(path, strict=args.command != "list")   # list shows what loaded, warns of the rest
         for line in LOAD_ERRORS.values():
             print(f"claims: skipped {line}", file=sys.stderr)
-        return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "calibrate": cmd_calibrate}[args.command](
+        return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "calibrate": cmd_calibrate,
+                "coordcheck": cmd_coordcheck}[args.command](
             args, console)
     except HarnessError as e:
         print(f"claims: error: {e}", file=sys.stderr)
