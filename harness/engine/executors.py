@@ -108,10 +108,42 @@ class Executor:
         return stats
 
 
+_POINTS = None          # in a pool worker: the queue on which measure_group streams each finished point
+GROUP_SIZE = 8         # at most this many points of one setting (claim, case, variant, scale, backend) per job
+
+
+def _pool_worker_init(parent: int, points) -> None:
+    global _POINTS
+    _POINTS = points
+    one_thread_per_worker(parent)
+
+
+def measure_group(call: int, jobs: list) -> int:
+    """Measure ``[(index, task_json), ...]`` in order in one worker, putting ``(call, index, result, seconds)`` on the
+    pool's queue as each point finishes (so the driver commits it at once). The points of a group share a setting,
+    so what the worker compiles for the first is reused by the rest."""
+    for index, task_json in jobs:
+        result, seconds = measure_task(task_json)
+        _POINTS.put((call, index, result, seconds))
+    return len(jobs)
+
+
+def group_tasks(tasks: list, size: int = GROUP_SIZE) -> list:
+    """Indices of ``tasks`` grouped by what their compiled kernels depend on (claim, case, variant, scale,
+    backend, device, dtype; not the seed), in plan order, each group cut into chunks of at most ``size``."""
+    groups: dict = {}
+    for i, t in enumerate(tasks):
+        s = t.setting
+        groups.setdefault((s.claim, s.case, s.variant, s.scale, t.backend, t.device, t.dtype), []).append(i)
+    return [idx[k:k + size] for idx in groups.values() for k in range(0, len(idx), size)]
+
+
 class LocalExecutor(Executor):
     """All local cores by default. ``workers=1``: in this process, in order (what a test or a debugger wants).
     ``workers>1``: a pool of spawned processes, one intra-op thread each, started on first use and kept until
-    :meth:`close`, so the frameworks are imported and kernels compiled once per worker, not once per claim."""
+    :meth:`close`, so the frameworks are imported once per worker. Points that share a setting (all but the seed)
+    go to one worker together, up to :data:`GROUP_SIZE` at a time, so a kernel is compiled once rather than in
+    every worker; each point still streams back to the driver, which commits it, the moment it finishes."""
     name = "local"
 
     def __init__(self, workers: int | None = 1, progress: bool = True):
@@ -129,8 +161,10 @@ class LocalExecutor(Executor):
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=one_thread_per_worker, initargs=(os.getpid(),))
+            ctx = multiprocessing.get_context("spawn")
+            self._points = ctx.Queue()
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_pool_worker_init,
+                                             initargs=(os.getpid(), self._points))
         return self._pool
 
     def results(self, tasks):
@@ -139,23 +173,36 @@ class LocalExecutor(Executor):
                 result, seconds = measure_task(task.to_json())
                 yield task, result, seconds
             return
-        from concurrent.futures import FIRST_COMPLETED, wait
+        import queue as queue_mod
         from concurrent.futures.process import BrokenProcessPool
         pool = self._get_pool()
-        futures = {pool.submit(measure_task, t.to_json()): t for t in tasks}
-        pending = set(futures)
+        self._calls = getattr(self, "_calls", 0) + 1       # points of an earlier, interrupted call are ignored
+        call = self._calls
+        futures = {pool.submit(measure_group, call, [(i, tasks[i].to_json()) for i in idx]): idx
+                   for idx in group_tasks(tasks)}
+        remaining = len(tasks)
         try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    try:
-                        result, seconds = f.result()
-                    except BrokenProcessPool:
-                        raise HarnessError(f"a worker process died while measuring {futures[f].label()}; every "
-                                           f"finished point is stored: rerun to resume") from None
-                    yield futures[f], result, seconds
+            while remaining:
+                try:
+                    got_call, index, result, seconds = self._points.get(timeout=0.2)
+                except queue_mod.Empty:
+                    for f, idx in futures.items():
+                        if f.done() and f.exception() is not None:
+                            err = f.exception()
+                            if isinstance(err, BrokenProcessPool):
+                                raise HarnessError(f"a worker process died while measuring "
+                                                   f"{tasks[idx[0]].label()} or a point after it; every finished "
+                                                   f"point is stored: rerun to resume") from None
+                            if isinstance(err, HarnessError):
+                                raise HarnessError(str(err)) from None
+                            raise err
+                    continue
+                if got_call != call:
+                    continue
+                remaining -= 1
+                yield tasks[index], result, seconds
         finally:
-            for f in pending:
+            for f in futures:
                 f.cancel()
 
     def close(self):
