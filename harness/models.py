@@ -138,7 +138,7 @@ class MLP(Model):
             h = ws.multiplier * ops.matmul(xs[-1], params[f"W{l}"])
             if self.bias:
                 b = params[f"b{l}"]
-                h = h + bs.multiplier * (b[..., None, :] if b.ndim > 1 else b)   # (E, n) under an ensemble
+                h = h + bs.multiplier * (b[:, None, :] if b.ndim == 2 else b)   # (E, n) under an ensemble
             hs.append(h)
             if l < self.depth:
                 xs.append(act.fn(ops, h))
