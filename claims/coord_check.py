@@ -9,7 +9,8 @@ Premise (CLAIMS.md coord-check): a tanh MLP with 2 hidden layers (no bias), inpu
 of 64 points with the sin/cos target, 5 full-batch steps on 0.5 * MSE (SGD at 0.5, or Adam at 2^-6), muP relative
 to the base width 64 with a zero readout (the catalogue's muP pilot: <= 0.07 with zero readout), widths 128..2048
 (16x, as D1; full: to 32768). Statistic (:func:`harness.coordcheck.coord_changes`): the change of each pre-activation
-(hidden layers 1, 2 and the readout) after the last step.
+(hidden layers 1, 2 and the readout) after the last step; every step's changes are stored too (``trajectory``) and
+drawn into the report as TP-V's coordinate-check figure (``figure``).
 
 Law: for every layer, the exponent of the seed-mean change in the width lies in [-0.15, 0.15] (the catalogue's
 muP band |slope| <= 0.15; the same equivalence margin as D1). Control: the standard parametrisation with the same
@@ -21,9 +22,11 @@ width is named beside the verdict.
 """
 from harness import MLP, adam, sgd
 from harness.engine.claim import Claim, Control, Tier
-from harness.coordcheck import coord_changes
+from harness.coordcheck import coord_changes, plot_coord_check
 from harness.data import sin_cos_target, sphere
 from harness.engine.laws import PowerLaw
+
+import numpy as np
 
 LAYERS = ("hidden1", "hidden2", "output")
 
@@ -40,7 +43,13 @@ def layer_changes(setting, backend):
     y = sin_cos_target(x)
     opt = sgd(p["lr"]) if p["optimizer"] == "sgd" else adam(p["lr"])
     ch = coord_changes(backend, model, backend.init(model, setting.seed), x, y, opt, p["steps"])
-    return {f"change_{name}": float(ch[-1, l]) for l, name in enumerate(LAYERS)}
+    return {**{f"change_{name}": float(ch[-1, l]) for l, name in enumerate(LAYERS)}, "trajectory": ch}
+
+
+def coord_figure(variant, path, title):
+    """The report's coordinate-check figure (TP-V Fig. 5): every step's change per layer against width."""
+    data = {int(w): np.asarray(t) for w, t in zip(variant.scales, variant.samples["trajectory"])}
+    return plot_coord_check(data, path, title=title, layer_names=[n.replace("hidden", "hidden ") for n in LAYERS])
 
 
 COORD_CHECK = Claim(
@@ -54,6 +63,8 @@ COORD_CHECK = Claim(
                  data_seed=0, steps=5, base_width=64),
     scale_name="width",
     measure=layer_changes,
+    outputs=tuple(f"change_{name}" for name in LAYERS) + ("trajectory",),
+    figure=coord_figure,
     laws=tuple(PowerLaw(f"rate-{name}", f"change_{name}", (-0.15, 0.15), nonfinite="drop-scale",
                         what=f"exponent of the {name} pre-activation change in the width (muP: 0)")
                for name in LAYERS),

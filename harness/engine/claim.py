@@ -92,6 +92,10 @@ class Claim:
     # and every measured point against them when it is measured; undeclared, one point is measured first (a dry
     # run) and checked before the sweep.
     outputs: tuple = ()
+    # A figure of the claim's own, drawn into the report beside the engine's per-law plot (e.g. the coordinate
+    # check's per-step panels): ``figure(variant_result, path, title) -> path`` for one backend's claim or control
+    # (a :class:`~harness.engine.sweep.VariantResult`: its ``scales`` and every output's ``samples``).
+    figure: Callable | None = None
 
     def __post_init__(self):
         from .stats import MIN_SEEDS

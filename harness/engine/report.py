@@ -123,6 +123,8 @@ def write_report(results: list, out_dir: str | Path, title: str = "Claims report
             lines += ["", f"![{cid} {case}]({png.name})", ""]
         except Exception as e:          # a plot must never lose the report
             lines += ["", f"(plot failed: {e})", ""]
+        if claim.figure is not None:
+            lines += claim_figures(claim, rs, out)
         for r in rs:
             lines += [f"**{r.backend}/{r.device} {r.dtype}**, tier `{r.tier}`, {r.seeds} seeds per scale, base seed "
                       f"{r.base_seed}, scales {r.claim_result.scales}, family-wise alpha {r.alpha:g} over "
@@ -137,6 +139,20 @@ def write_report(results: list, out_dir: str | Path, title: str = "Claims report
     md.write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps([summary_dict(r) for r in results], indent=1, default=str))
     return md
+
+
+def claim_figures(claim, results: list, out: Path) -> list[str]:
+    """The claim's own figure (``Claim.figure``) for each backend's claim and control: markdown lines."""
+    lines = []
+    for r in results:
+        for v in [r.claim_result] + list(r.controls):
+            name = f"{claim.id}-{r.case}-{r.backend}-{v.variant}-figure.png"
+            try:
+                png = claim.figure(v, out / name, f"{claim.id} [{r.case}] {v.variant} ({r.backend})")
+                lines += [f"![{claim.id} {r.case} {v.variant} {r.backend}]({Path(png).name})", ""]
+            except Exception as e:      # a figure must never lose the report
+                lines += [f"({v.variant} figure failed: {e})", ""]
+    return lines
 
 
 def _family(results) -> str:
