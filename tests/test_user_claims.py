@@ -228,3 +228,43 @@ def test_law_with_prediction_range_and_cases(tmp_path):
     assert ctrl["half-own"].verdict == "not rejected"           # against its own prediction it matches
     with pytest.raises(HarnessError, match="cases names 'huge'"):
         claim.variant(laws=(PowerLaw("r", "value", (-1, 0), cases=("huge",)),))
+
+
+SCOPED = '''
+import numpy as np
+from harness import Claim, Control, PowerLaw, Tier
+
+
+def measure(setting, backend):
+    rng = np.random.default_rng(setting.seed)
+    p = setting.premise
+    return {"value": float(setting.scale ** p["slope"] * np.exp(p["noise"] * rng.standard_normal()))}
+
+
+SCOPED = Claim(
+    id="toy-scoped", title="toy", paper="none", statement="value ~ scale^-1/2",
+    premise=dict(slope=-0.5, noise=0.01), scale_name="n", measure=measure,
+    laws=(PowerLaw("rate", "value", (-0.6, -0.4)),),
+    controls=(Control("flat", {"slope": 0.0}, "no decay"),),
+    tiers={"ci": Tier(scales=(4, 16, 64), seeds=3)},
+    scope={"noise": (0.01, 3.0)},
+)
+'''
+
+
+def test_calibrate_over_the_scope_draws_premises_and_names_each_run_that_missed(tmp_path):
+    """`claims calibrate --scope` draws every run's premise from the scope (here a quiet and a hopelessly noisy
+    setting): the quiet draws hold, the noisy ones cannot, and each of those is listed with its drawn premise."""
+    f = tmp_path / "scoped.py"
+    f.write_text(SCOPED)
+    r = cli("calibrate", "toy-scoped", "--path", f, "--scope", "--runs", "8", "--base-seed", "100", "--backend",
+            "jax", "--workers", "1", "--no-progress", "--store", tmp_path / "c.sqlite", "--out", tmp_path / "cal")
+    assert r.returncode in (0, 1), r.stderr
+    import json
+    (row,) = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    noises = [m["premise"]["noise"] for m in row["not_ok"]]
+    assert row["case"] == "scope" and row["runs"] == 8 and row["holds"] == 8 - len(noises)
+    assert 0 < len(noises) < 8 and set(noises) == {3.0}, row        # exactly the noisy draws miss
+    assert "premise {'noise': 3.0}" in r.stdout and "premise `{'noise': 3.0}`" in (tmp_path / "cal" / "calibration.md").read_text()
+    one_line_error(cli("calibrate", "toy-scoped", "--path", f, "--scope", "--case", "default", "--backend", "jax"),
+                   "--scope")

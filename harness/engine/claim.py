@@ -211,6 +211,13 @@ def derive_seed(*parts) -> int:
     return int(np.random.SeedSequence(words).generate_state(1)[0] & 0x7FFFFFFF)
 
 
+def draw_premise(claim: Claim, seed: int) -> dict:
+    """One premise from the claim's ``scope``: each setting's value drawn uniformly and independently, seeded (the
+    distribution of the claim tests' draws; ``claims calibrate --scope`` measures power over it)."""
+    rng = np.random.default_rng([int(seed), 0x5C0E])
+    return {k: values[int(rng.integers(len(values)))] for k, values in claim.scope.items()}
+
+
 _REGISTRY: dict[str, Claim] | None = None
 _SOURCES: dict[str, str] = {}           # claim id -> the user file it came from ("" for the package and Python)
 _LOADED: dict[str, list] = {}           # resolved user file -> the claims it defines

@@ -87,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="evaluate every law at this level instead of alpha divided over the run's verdicts, e.g. "
                           "the level `claims run --all` prints; the refutation bound is then compared with "
                           "law-alpha x the run's verdicts")
+    cal.add_argument("--scope", action="store_true",
+                     help="draw each run's premise from the claim's scope (uniform over each setting's values, "
+                          "seeded by the run's base seed), as the claim tests do, instead of running its cases: "
+                          "the power a claim test has; every run that did not hold is listed with its premise")
     cal.add_argument("--out", default=None, metavar="DIR", help="write calibration.md and calibration.json here")
 
     cc = sub.add_parser("coordcheck", help="draw the coordinate check (TP-V): each layer's pre-activation change "
@@ -306,16 +310,24 @@ def cmd_report(args, console):
 def _calibration_run(job):
     """One calibration rerun (in a worker process): the verdicts of one claim case on one backend."""
     claim_id, case, backend, tier, device, seeds, base_seed, alpha, law_alpha, store_path, source = job
-    from .claim import load_path, registry
+    from .claim import draw_premise, get_claim, load_path, registry
     from .store import Store
     from .sweep import run_claim
     if source and claim_id not in registry():
         load_path(source)                      # a user claim file, in a fresh worker process
+    drawn = draw_premise(get_claim(claim_id), base_seed) if case == SCOPE else None
     with Store(store_path) as store:
-        (r,) = run_claim(claim_id, tier, backend, device, case=case, seeds=seeds, base_seed=base_seed, alpha=alpha,
-                         store=store, law_alpha=law_alpha)
+        if drawn is None:
+            (r,) = run_claim(claim_id, tier, backend, device, case=case, seeds=seeds, base_seed=base_seed,
+                             alpha=alpha, store=store, law_alpha=law_alpha)
+        else:                                  # as the claim tests run a draw (tests/claimcheck.py)
+            (r,) = run_claim(claim_id, tier, backend, device, case="drawn", overrides=drawn, seeds=seeds,
+                             base_seed=base_seed, alpha=alpha, store=store, law_alpha=law_alpha)
     return (claim_id, case, backend, base_seed, r.verdict, {c.variant: c.verdict for c in r.controls},
-            {x.law: x.verdict for x in r.claim_result.laws})
+            {x.law: x.verdict for x in r.claim_result.laws}, drawn)
+
+
+SCOPE = "scope"         # the calibration "case" whose every run draws its premise from the claim's scope
 
 
 def cmd_calibrate(args, console):
@@ -348,8 +360,13 @@ def cmd_calibrate(args, console):
     from .claim import source_of
     jobs = [(c.id, case, b, args.tier, args.device, args.seeds, base + k, args.alpha, args.law_alpha, store_path,
              source_of(c.id))
-            for c in claims for case in ([args.case] if args.case else list(c.cases))
+            for c in claims for case in ([SCOPE] if args.scope else [args.case] if args.case else list(c.cases))
             for b in backends for k in range(1, args.runs + 1)]
+    if args.scope and args.case:
+        raise HarnessError("--scope draws each run's premise from the scope; it takes no --case")
+    if args.scope and not all(c.scope for c in claims):
+        raise HarnessError("--scope: claim(s) without a scope: "
+                           + ", ".join(c.id for c in claims if not c.scope))
     workers = args.workers or os.cpu_count() or 1
     console.print(f"calibration: {len(jobs)} runs ({args.runs} per claim, case and backend), tier {args.tier}, "
                   f"fresh base seeds {base + 1}..{base + args.runs} (repeat with --base-seed {base}), "
@@ -358,11 +375,14 @@ def cmd_calibrate(args, console):
     counts: dict = {}
 
     def tally(res):
-        claim_id, case, backend, bs, verdict, controls, laws = res
+        claim_id, case, backend, bs, verdict, controls, laws, drawn = res
         c = counts.setdefault((claim_id, case, backend), {"runs": 0, "holds": 0, "refuted": 0, "inconclusive": 0,
-                                                           "controls": {}, "laws": {}})
+                                                           "controls": {}, "laws": {}, "missed": []})
         c["runs"] += 1
         c[verdict] += 1
+        if verdict != "holds" or not all(v == "rejected" for v in controls.values()):
+            c["missed"].append({"base_seed": bs, "verdict": verdict, "controls": controls, "laws": laws,
+                                **({"premise": drawn} if drawn is not None else {})})
         for name, v in controls.items():
             c["controls"][name] = c["controls"].get(name, 0) + (v == "rejected")
         for name, v in laws.items():
@@ -388,15 +408,17 @@ def cmd_calibrate(args, console):
         n = c["runs"]
         ub_ref = upper_bound(c["refuted"], n)
         claim = next(x for x in claims if x.id == claim_id)
-        law_alpha = args.law_alpha or args.alpha / verdict_count(claim, [case])
-        run_alpha = law_alpha * verdict_count(claim, [case])
+        n_verdicts = verdict_count(claim, 1 if case == SCOPE else [case])
+        law_alpha = args.law_alpha or args.alpha / n_verdicts
+        run_alpha = law_alpha * n_verdicts
         failed |= ub_ref > run_alpha
         row = {"claim": claim_id, "case": case, "backend": backend, "runs": n, "holds": c["holds"],
                "refuted": c["refuted"], "inconclusive": c["inconclusive"], "refuted_upper95": ub_ref,
                "not_holding_upper95": upper_bound(n - c["holds"], n), "run_alpha": run_alpha,
                "law_alpha": law_alpha,
                "power": {k: {"rejected": v, "lower95": 1 - upper_bound(n - v, n)} for k, v in c["controls"].items()},
-               "laws": c["laws"], "base_seeds": [base + 1, base + args.runs], "tier": args.tier}
+               "laws": c["laws"], "base_seeds": [base + 1, base + args.runs], "tier": args.tier,
+               "not_ok": sorted(c["missed"], key=lambda m: m["base_seed"])}
         rows.append(row)
         tag = escape(f"[{case}]")
         power = "; ".join(f"{k} rejected {v['rejected']}/{n} (>= {v['lower95']:.2f})" for k, v in row["power"].items())
@@ -404,6 +426,11 @@ def cmd_calibrate(args, console):
         console.print(f"{claim_id} {tag} {backend}: {n} runs, laws at {law_alpha:.3g}, refuted {c['refuted']} "
                       f"([{colour}]upper 95% bound {ub_ref:.3f}[/{colour}] vs alpha {run_alpha:.3g}), inconclusive "
                       f"{c['inconclusive']}, holds {c['holds']}; power: {power}")
+        for m in row["not_ok"]:
+            console.print(f"  base seed {m['base_seed']}: claim {m['verdict']}"
+                          + "".join(f", {k} {v}" for k, v in m["laws"].items())
+                          + "".join(f"; control {k} {v}" for k, v in m["controls"].items())
+                          + (f"; premise {escape(str(m['premise']))}" if "premise" in m else ""))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -416,6 +443,15 @@ def cmd_calibrate(args, console):
             lines.append(f"| {r['claim']} | {r['case']} | {r['backend']} | {r['runs']} | {r['law_alpha']:.2g} | "
                          f"{r['refuted']} | "
                          f"{r['inconclusive']} | {r['refuted_upper95']:.3f} | {r['not_holding_upper95']:.3f} | {power} |")
+        missed = [(r, m) for r in rows for m in r["not_ok"]]
+        if missed:
+            lines += ["", "Runs in which the claim did not hold or a control was not rejected (repeat one with "
+                      "`--base-seed SEED-1 --runs 1`" + (" --scope: the same base seed draws the same premise" if
+                                                          args.scope else "") + "):", ""]
+            lines += [f"- {r['claim']} [{r['case']}] {r['backend']}, base seed {m['base_seed']}: claim {m['verdict']} ("
+                      + ", ".join(f"{k} {v}" for k, v in m["laws"].items()) + ")"
+                      + "".join(f"; control {k} {v}" for k, v in m["controls"].items())
+                      + (f"; premise `{m['premise']}`" if "premise" in m else "") for r, m in missed]
         (out / "calibration.md").write_text("\n".join(lines) + "\n")
         console.print(f"table: {out / 'calibration.md'}")
     if failed:
