@@ -1,0 +1,164 @@
+"""Cross-check of the coordinate check against the ``mup`` package (1.0.0; Yang et al. 2021, Tensor Programs V),
+the implementation muP users already trust: both run the coordinate check on the same problem, and each layer's
+exponent in the width must lead to the same verdict (flat under muP, growing under the standard parametrisation).
+
+Not an asv benchmark (nothing is timed) and not a test (``mup`` cannot be a declared dependency: it requires
+``torchvision``, which would make pip choose a torch build of its own). Install it beside the project's
+``bench`` extra, then run the module::
+
+    pip install --no-deps mup==1.0.0 && pip install pandas
+    python -m asv_benchmarks.mup_coordcheck [--widths 128,256,512,1024,2048] [--seeds 4] [--out coord_mup.png]
+
+The problem is coord-check's (claims/coord_check.py): a tanh MLP with 2 hidden layers of width n (no bias), 64
+points on the sphere in R^16 with the sin/cos target, 5 full-batch steps, SGD at 0.5 or Adam at 2^-6, muP relative
+to the base width 64 with a zero readout; the standard parametrisation (the control) at the same rates.
+
+- **mup's side**: an ``nn.Sequential`` of ``nn.Linear`` layers and mup's ``MuReadout`` (zero-initialised), base
+  shapes from widths 64 and 128 (``set_base_shapes``; ``None`` for the standard parametrisation), ``MuSGD`` /
+  ``MuAdam`` (``torch.optim`` for the standard one), ``get_coord_data`` on a module that returns the harness's
+  loss (0.5 * MSE; mup's own ``lossfn='mse'`` one-hot encodes class labels). Its statistic is its default: the
+  mean |coordinate| ("l1") of every ``nn.Linear`` output (each layer's pre-activation) when step t starts.
+- **The harness's side**: the same statistic, the mean |pre-activation| of each layer after each step, from
+  ``Backend.train`` on the harness's torch MLP in its ``mup`` / ``standard`` parametrisation, and the claim's own
+  statistic, the change from initialisation (``harness.coordcheck.coord_changes``).
+
+Both initialise alike: mup's layers are re-drawn from the harness's N(0, 1 / fan_in) after ``set_base_shapes``
+(torch's default uniform init has a third of that variance, which at these widths keeps the standard
+parametrisation stable under SGD a few doublings longer). The table gives each layer's least-squares exponent of
+the seed-mean statistic in the width at the last step, the verdict against coord-check's band (|exponent| <=
+0.15), and the ratio of the two implementations' l1 at each width (about 1: the same distribution of networks,
+different random draws).
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+BAND = 0.15
+LAYERS = ("hidden 1", "hidden 2", "output")
+MODULES = ("net.0", "net.2", "net.4")            # their nn.Linear / MuReadout modules on mup's side
+
+
+def problem(batch=64, input_dim=16, data_seed=0):
+    from harness.data import sin_cos_target, sphere
+    x = sphere(batch, input_dim, data_seed)
+    return x, sin_cos_target(x)
+
+
+def mup_side(widths, seeds, optimizer, lr, parametrisation, steps=5, base=64, input_dim=16):
+    """mup's coordinate check: {layer: (widths,) seed-mean l1 of the Linear outputs at step ``steps``}."""
+    import torch
+    from torch import nn
+    from mup import MuReadout, set_base_shapes
+    from mup.coord_check import get_coord_data
+
+    torch.set_default_dtype(torch.float64)
+    x, y = problem(input_dim=input_dim)
+    loader = [{"x": torch.as_tensor(x), "y": torch.as_tensor(y)}]
+
+    class WithLoss(nn.Module):
+        """The network and the harness's loss, 0.5 * mean over samples of the summed squared error (mup's own
+        'mse' one-hot encodes class labels; a dict in, a dict out is its interface for any other loss)."""
+        def __init__(self, n):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(input_dim, n, bias=False), nn.Tanh(), nn.Linear(n, n, bias=False),
+                                     nn.Tanh(), MuReadout(n, y.shape[1], bias=False,
+                                                          readout_zero_init=parametrisation == "mup"))
+
+        def forward(self, x, y):
+            return {"loss": 0.5 * ((self.net(x) - y) ** 2).sum() / x.shape[0]}
+
+    def lazy(n):
+        def make():
+            model = WithLoss(n)
+            set_base_shapes(model, WithLoss(base) if parametrisation == "mup" else None,
+                            delta=WithLoss(2 * base) if parametrisation == "mup" else None)
+            with torch.no_grad():                  # the harness's initialisation: N(0, 1 / fan_in) (tanh's gain 1)
+                for layer in model.net:
+                    if isinstance(layer, nn.Linear):
+                        layer.weight.normal_(0.0, layer.in_features ** -0.5)
+                if parametrisation == "mup":
+                    model.net[4].weight.zero_()    # the zero readout
+            return model
+        return make
+    df = get_coord_data({n: lazy(n) for n in widths}, loader, optimizer=optimizer, lr=lr,
+                        mup=parametrisation == "mup", nsteps=steps + 1, dict_in_out=True, cuda=False, nseeds=seeds,
+                        show_progress=False, filter_module_by_name=lambda name: name in MODULES)
+    last = df[df.t == steps + 1]                         # the forward that starts step steps + 1: after `steps`
+    return {layer: np.array([last[(last.module == mod) & (last.width == n)].l1.mean() for n in widths])
+            for layer, mod in zip(LAYERS, MODULES)}
+
+
+def harness_side(widths, seeds, optimizer, lr, parametrisation, steps=5, base=64, input_dim=16):
+    """The harness's torch MLP: ({layer: seed-mean l1 of h_l}, {layer: seed-mean |h_l - h_l(0)|}) after ``steps``."""
+    from harness import MLP, adam, get_backend, sgd
+    from harness.coordcheck import coord_changes
+    be = get_backend("torch", "cpu", "float64")
+    x, y = problem(input_dim=input_dim)
+    opt = sgd(lr) if optimizer == "sgd" else adam(lr)
+    size, change = {l: [] for l in LAYERS}, {l: [] for l in LAYERS}
+    for n in widths:
+        model = MLP(input_dim=input_dim, width=n, depth=2, parametrisation=parametrisation, activation="tanh",
+                    bias=False, base_width=base, zero_readout=parametrisation == "mup")
+        s_l1, s_ch = [], []
+        for seed in range(seeds):
+            params = be.init(model, seed)
+            run = be.train(model, params, x, y, opt, steps, record={
+                "l1": lambda p, t: np.array([np.mean(np.abs(h)) for h in be.preactivations(model, p, x)])})
+            s_l1.append(run.history["l1"][-1])
+            s_ch.append(coord_changes(be, model, be.init(model, seed), x, y, opt, steps)[-1])
+        for i, layer in enumerate(LAYERS):
+            size[layer].append(np.mean([v[i] for v in s_l1]))
+            change[layer].append(np.mean([v[i] for v in s_ch]))
+    return {k: np.array(v) for k, v in size.items()}, {k: np.array(v) for k, v in change.items()}
+
+
+def exponent(widths, values):
+    v = np.asarray(values, float)
+    if not np.all(np.isfinite(v)) or np.any(v <= 0):
+        return float("nan")
+    return float(np.polyfit(np.log(widths), np.log(v), 1)[0])
+
+
+def verdict(e):
+    return "diverged/none" if not np.isfinite(e) else "flat" if abs(e) <= BAND else "grows" if e > 0 else "shrinks"
+
+
+def compare(widths=(128, 256, 512, 1024, 2048), seeds=4, steps=5):
+    """Rows (optimizer, parametrisation, layer, mup exponent, harness exponent (same l1), harness change exponent,
+    mup / harness l1 at each width, verdicts agree)."""
+    rows = []
+    for optimizer, lr in (("sgd", 0.5), ("adam", 2.0 ** -6)):
+        for par in ("mup", "standard"):
+            ours_l1, ours_change = harness_side(widths, seeds, optimizer, lr, par, steps)
+            theirs = mup_side(widths, seeds, optimizer, lr, par, steps)
+            for layer in LAYERS:
+                e_m, e_h, e_c = (exponent(widths, d[layer]) for d in (theirs, ours_l1, ours_change))
+                with np.errstate(all="ignore"):
+                    ratio = theirs[layer] / ours_l1[layer]
+                rows.append((optimizer, par, layer, e_m, e_h, e_c, ratio, verdict(e_m) == verdict(e_h)))
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--widths", default="128,256,512,1024,2048")
+    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=5)
+    args = ap.parse_args(argv)
+    widths = tuple(int(w) for w in args.widths.split(","))
+    rows = compare(widths, args.seeds, args.steps)
+    print(f"coordinate check, widths {widths}, {args.seeds} seeds, after {args.steps} steps; exponent of the "
+          f"seed-mean statistic in the width (band |e| <= {BAND})")
+    print("| optimizer | parametrisation | layer | mup: l1 of h | harness: l1 of h | harness: change of h (claim) "
+          "| l1 ratio mup / harness by width | same verdict |")
+    print("|---|---|---|---|---|---|---|---|")
+    for o, p, l, em, eh, ec, ratio, agree in rows:
+        print(f"| {o} | {p} | {l} | {em:+.3f} ({verdict(em)}) | {eh:+.3f} ({verdict(eh)}) | {ec:+.3f} ({verdict(ec)}) "
+              f"| {' '.join(f'{r:.2f}' for r in ratio)} | {'yes' if agree else 'NO'} |")
+    return 0 if all(r[-1] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
