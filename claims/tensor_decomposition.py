@@ -219,6 +219,11 @@ TENSOR_LAZY_THRESHOLD = Claim(
         "C1 control measured on d = 6, 12, 24, 48 (control_scales; the claim's lazy grid is 6..12, where the dense "
         "Jacobian is cheap): the wider range resolves the control's exponent with 6 seeds.",
         "C1 control uses C2's ci training (init 5e-2, <= 3000 steps; see C2's changes).",
+        "C1 growth law: where the count varies at some scales but every seed agrees at another, that scale's "
+        "variance is now the largest per-seed count variance of the others (harness.engine.laws.CountPowerLaw; "
+        "first version: no interval, inconclusive). A claim-test draw (CLAIM_DRAW_SEED=1874655396, a = (1.0,)) "
+        "left the gd control not rejected that way: all 6 seeds needed the same m at d = 12, exponent -0.0098 "
+        "with no interval, far from [1, 2]. Confirmed on fresh base seeds: README's calibration table.",
     ),
 )
 

@@ -220,6 +220,29 @@ def test_count_power_law_is_exact_when_deterministic_and_t_otherwise():
     assert est2.method != "exact" and (est2.low, est2.high) == (ref.low, ref.high) and est2.low < est2.high
 
 
+def test_count_power_law_gives_an_agreeing_scale_the_widest_variance_seen():
+    """A random count whose seeds all agree at one scale (C1's control at d = 12, a claim-test draw) gets a finite t
+    interval: that scale's variance is the largest per-seed count variance of the other scales (here scale 6's),
+    carried to the log scale by the delta method, and the estimate says so."""
+    from harness.engine.laws import CountPowerLaw
+    law = CountPowerLaw("growth", "m", (1.0, 2.0))
+    scales = [6.0, 12.0, 24.0, 48.0]
+    samples = [np.array([3.0, 4, 3, 3, 4, 3]), np.full(6, 3.0), np.array([3.0, 3, 4, 3, 3, 3]),
+               np.array([4.0, 3, 3, 3, 4, 3])]
+    est = law.estimate(scales, samples, 0.98)
+    assert np.isfinite(est.low) and est.low < est.value < est.high and "scale 12" in est.note
+    assert law.evaluate(scales, samples, {}, 0.02).verdict == "refuted"      # flat, far from [1, 2]
+    # the stand-in is scale 6's per-seed variance (the widest), on the log scale by the delta method
+    from scipy.stats import t
+    from harness.engine.stats import jackknife, mean_over_seeds, slope_weights
+    w = slope_weights(scales)
+    v = [jackknife(x, mean_over_seeds, np.log).var for x in samples]
+    v[1] = np.var(samples[0], ddof=1) / (6 * 3.0 ** 2)
+    terms = [wi ** 2 * vi for wi, vi in zip(w, v)]
+    df = sum(terms) ** 2 / sum(x ** 2 / 5 for x in terms)
+    assert est.high - est.value == pytest.approx(t.ppf(0.99, df) * np.sqrt(sum(terms)), rel=1e-9)
+
+
 def test_a_diverged_batch_element_is_recorded_and_does_not_stop_the_others(backend64):
     """A step far too large diverges the element with large components (recorded: NaN relative error, flag 1);
     the small element beside it trains on, exactly as alone."""

@@ -307,13 +307,42 @@ class CountPowerLaw(PowerLaw):
     exponent is compared exactly (as ``method="exact"``); otherwise it gets :class:`PowerLaw`'s t interval.
     (A random count that agreed across every seed at every scale would be taken as exact: with the >= 6 seeds
     per scale the claims use and a count that varies, that is a remote event, and it errs in the direction of the
-    data: the exponent is then the one measured.)"""
+    data: the exponent is then the one measured.)
+
+    A random count can agree across the seeds of one scale while it varies at others (C1's control: at d = 12
+    every one of 6 seeds needed the same m). That scale's seeds then carry no variance to put in the t interval,
+    and the count is not deterministic either. Its variance is taken as the largest per-seed variance of the count
+    at any scale where it varies (for the seed-mean summary, through the delta method: var / (n mean^2) on the log
+    scale), with that scale's degrees of freedom: a stand-in that errs wide, toward inconclusive, never a
+    collapsed interval. The estimate's note names the scales it was used at."""
 
     def estimate(self, scales, samples, confidence, seed=0):
         arrs = [np.asarray(s, dtype=float) for s in samples]
         if all(np.all(np.isfinite(s)) and np.allclose(s, s[0], rtol=1e-9, atol=0) for s in arrs):
             return exact(np.asarray(scales, dtype=float), arrs, self.summary, confidence, self.exact_reduce)
         return Law.estimate(self, scales, samples, confidence, seed)
+
+    def interval(self, scales, samples, confidence):
+        from .stats import ScaleStat, jackknife, slope_weights, t_linear
+        if self.summary is not mean_over_seeds:
+            return PowerLaw.interval(self, scales, samples, confidence)
+        arrs = [np.asarray(s, dtype=float) for s in samples]
+        parts = [jackknife(s, self.summary, np.log) for s in arrs]
+        agree = [i for i, (s, p) in enumerate(zip(arrs, parts)) if p.var == 0 and np.isfinite(p.value)
+                 and np.all(s == s[0])]
+        vary = [i for i, p in enumerate(parts) if np.isfinite(p.var) and p.var > 0]
+        if not agree or not vary or len(agree) + len(vary) < len(parts):
+            return PowerLaw.interval(self, scales, samples, confidence)
+        widest = max(vary, key=lambda i: float(np.var(arrs[i], ddof=1)))
+        count_var = float(np.var(arrs[widest], ddof=1))
+        for i in agree:
+            parts[i] = ScaleStat(parts[i].value, count_var / (len(arrs[i]) * float(arrs[i][0]) ** 2),
+                                 parts[widest].df)
+        est, lo, hi = t_linear(parts, slope_weights(scales), confidence)
+        where = ", ".join(f"{scales[i]:g}" for i in agree)
+        return Estimate(est, lo, hi, confidence, "t",
+                        f"every seed gave the same count at scale {where}: its variance taken as at scale "
+                        f"{scales[widest]:g}, where the count varies most")
 
 # -- laws for learning-rate transfer and width-independence (issue 11) --------------------------------------------
 @dataclass(frozen=True)
