@@ -35,3 +35,61 @@ class TrainStep(BackendBenchmark):
         self.sync(self.run())
 
     time_step.version = "train-step-1"
+
+
+# -- `python -m asv_benchmarks.training [THREADS...]`: the torch / JAX ratio at matched thread counts ------------
+# asv runs each backend with its own default threads (torch: one, HARNESS_TORCH_THREADS; XLA: every core), which
+# is not a like-for-like comparison. This prints TrainStep for both at the same intra-op thread count, each
+# backend in its own fresh process (XLA reads its flags once, at import), best of 5 repeats of 40 steps.
+def _time_one(backend, threads):
+    import time
+    rows = {}
+    for optimizer in ("sgd", "adam"):
+        for width in (128, 512):
+            b = TrainStep()
+            b.setup(backend, "cpu", optimizer, width)
+            best = float("inf")
+            for _ in range(5):
+                t0 = time.perf_counter()
+                for _ in range(40):
+                    b.time_step(backend, "cpu", optimizer, width)
+                best = min(best, (time.perf_counter() - t0) / 40)
+            rows[f"{optimizer}-{width}"] = best * 1e3
+    return rows
+
+
+def _env(backend, threads):
+    import os
+    env = {**os.environ, "HARNESS_TORCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    if threads == 1:
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    else:
+        env.pop("XLA_FLAGS", None)            # XLA's default: a thread per core
+    return env
+
+
+def main(argv=None):
+    import json
+    import os
+    import subprocess
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--one"]:
+        print(json.dumps(_time_one(args[1], int(args[2]))))
+        return
+    threads = [int(a) for a in args] or [1, os.cpu_count() or 1]
+    print("TrainStep (256 examples, MSE, ReLU MLP depth 2, float32, cpu): ms per step, best of 5 x 40 steps")
+    print(f"{'threads':>7} {'step':>10} {'torch':>8} {'jax':>8} {'torch/jax':>9}")
+    for n in threads:
+        res = {}
+        for backend in ("torch", "jax"):
+            out = subprocess.run([sys.executable, "-m", "asv_benchmarks.training", "--one", backend, str(n)],
+                                 capture_output=True, text=True, env=_env(backend, n), check=True)
+            res[backend] = json.loads(out.stdout.strip().splitlines()[-1])
+        for key in res["torch"]:
+            t, j = res["torch"][key], res["jax"][key]
+            print(f"{n:>7} {key:>10} {t:8.2f} {j:8.2f} {t / j:9.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -135,10 +135,15 @@ class MLP(Model):
         xs, hs = [x], []
         for l in range(self.depth + 1):
             ws, bs = scales[l]
-            h = ws.multiplier * ops.matmul(xs[-1], params[f"W{l}"])
+            # a multiplier of exactly 1 (standard, muP) is skipped: the same numbers, and eager torch saves a
+            # kernel and its backward per layer
+            h = ops.matmul(xs[-1], params[f"W{l}"])
+            if ws.multiplier != 1.0:
+                h = ws.multiplier * h
             if self.bias:
                 b = params[f"b{l}"]
-                h = h + bs.multiplier * (b[:, None, :] if b.ndim == 2 else b)   # (E, n) under an ensemble
+                b = b[:, None, :] if b.ndim == 2 else b                           # (E, n) under an ensemble
+                h = h + (b if bs.multiplier == 1.0 else bs.multiplier * b)
             hs.append(h)
             if l < self.depth:
                 xs.append(act.fn(ops, h))

@@ -37,6 +37,9 @@ class Optimizer:
         t = state["t"] + 1
         new, new_state = {}, {"t": t}
         if self.kind == "adam":
+            fused = getattr(ops, "adam_update", None)       # a backend's multi-tensor form of the lines below
+            if fused is not None:
+                return fused(self, grads, state, params, lr_mults, t)
             ms, vs = {}, {}
             for k, g in grads.items():
                 m = self.b1 * state["m"][k] + (1 - self.b1) * g

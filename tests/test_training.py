@@ -112,3 +112,38 @@ def test_cross_entropy_one_hot(backend64):
     assert acc >= 0.75
     with pytest.raises(HarnessError):
         backend64.loss(model, p, x, y, loss="hinge")
+
+
+@pytest.mark.parametrize("rates", ["scalar", "tensor"])
+def test_a_backends_multi_tensor_adam_is_the_per_parameter_formula(backend64, rates):
+    """A backend may give its ops an ``adam_update`` (torch: ``_foreach`` kernels, for speed); it must equal
+    :class:`harness.optim.Optimizer`'s per-parameter Adam, with scalar and with per-member tensor multipliers (a
+    learning-rate grid's), and leave its inputs unchanged."""
+    import types
+    ops = backend64.ops
+    fused = getattr(ops, "adam_update", None)
+    if fused is None:
+        pytest.skip(f"{backend64.framework_name} has no multi-tensor Adam (its compiler fuses the update)")
+    rng = np.random.default_rng(0)
+    shapes = {"W0": (3, 4, 5), "b0": (3, 5), "W1": (3, 5, 1)}
+    arr = lambda s, pos=False: backend64.asarray(np.abs(rng.standard_normal(s)) if pos else rng.standard_normal(s))
+    params, grads = {k: arr(s) for k, s in shapes.items()}, {k: arr(s) for k, s in shapes.items()}
+    state = {"t": 3, "m": {k: arr(s) for k, s in shapes.items()}, "v": {k: arr(s, True) for k, s in shapes.items()}}
+    if rates == "scalar":
+        mults = {"W0": 0.5, "b0": np.float64(2.0)}                       # W1 absent: multiplier 1
+    else:
+        mults = {k: backend64.asarray(np.array([0.1, 1.0, 3.0]).reshape((3,) + (1,) * (len(s) - 1)))
+                 for k, s in shapes.items()}
+    before = {k: backend64.to_numpy(v).copy() for k, v in params.items()}
+    opt = adam(0.01)
+    new, st = opt.update(grads, state, params, mults, ops)
+    plain = types.SimpleNamespace(sqrt=ops.sqrt, zeros_like=ops.zeros_like)   # no adam_update: the formula
+    ref, rst = opt.update(grads, state, params, mults, plain)
+    assert st["t"] == rst["t"] == 4
+    for k in shapes:
+        np.testing.assert_allclose(backend64.to_numpy(new[k]), backend64.to_numpy(ref[k]), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(backend64.to_numpy(st["m"][k]), backend64.to_numpy(rst["m"][k]), rtol=1e-13,
+                                   atol=1e-15)
+        np.testing.assert_allclose(backend64.to_numpy(st["v"][k]), backend64.to_numpy(rst["v"][k]), rtol=1e-13,
+                                   atol=1e-15)
+        np.testing.assert_array_equal(backend64.to_numpy(params[k]), before[k])

@@ -48,6 +48,32 @@ class TorchOps:
     def eye(self, k, like):
         return self.torch.eye(k, dtype=like.dtype, device=like.device)
 
+    def adam_update(self, opt, grads, state, params, lr_mults, t):
+        """:meth:`harness.optim.Optimizer.update`'s Adam step in torch's multi-tensor (``_foreach``) kernels: the
+        same formula, p - lr mult (m / bc1) / (sqrt(v / bc2) + eps), with bc1 folded into the rate. Eager torch
+        runs each elementwise op of the per-parameter form as its own kernel and allocation; this form cut the
+        update of the width-512 reference MLP from 4.7 to 0.9 ms on one CPU thread. New tensors throughout: the
+        inputs are not mutated. A multiplier may be a tensor (a learning-rate grid's, one rate per member)."""
+        torch = self.torch
+        keys = list(grads)
+        g, p = [grads[k] for k in keys], [params[k] for k in keys]
+        m = torch._foreach_lerp([state["m"][k] for k in keys], g, 1 - opt.b1)
+        v = torch._foreach_mul([state["v"][k] for k in keys], opt.b2)
+        torch._foreach_addcmul_(v, g, g, value=1 - opt.b2)
+        denom = torch._foreach_div(v, 1 - opt.b2 ** t)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, opt.eps)
+        scale = -opt.lr / (1 - opt.b1 ** t)
+        mults = [lr_mults.get(k, 1.0) for k in keys]
+        if not any(isinstance(u, torch.Tensor) for u in mults):
+            new = torch._foreach_addcdiv(p, m, denom, [scale * float(u) for u in mults])
+        else:
+            step = torch._foreach_div(m, denom)
+            torch._foreach_mul_(step, [scale * torch.as_tensor(u, dtype=x.dtype, device=x.device)
+                                       for u, x in zip(mults, p)])
+            new = torch._foreach_add(p, step)
+        return dict(zip(keys, new)), {"t": t, "m": dict(zip(keys, m)), "v": dict(zip(keys, v))}
+
 
 class TorchBackend(Backend):
     framework_name = "torch"
