@@ -14,22 +14,24 @@ from hypothesis import given
 from claimcheck import CLAIM_SETTINGS, check_claim, drawn_premise
 from harness.engine.store import Store
 from harness.engine.sweep import run_claim
-from claims.lr_transfer import _LR_TRANSFER_ADAM       # a draft (not registered): run as a Claim object
+from claims.lr_transfer import LR_TRANSFER_ADAM
 
 
-D2_DRAFT = ("D2 (lr-transfer, lr-transfer-sgd) is a draft, not registered: inconclusive in 5/30 (Adam) and 14/19 "
-            "(SGD) calibration runs at run alpha 0.05, and ~10 min on torch at the ci tier; issue 11 stays open")
-
-
-@pytest.mark.skip(reason=D2_DRAFT)
-def test_adam_learning_rate_transfers_under_mup():
+@pytest.mark.claim
+@CLAIM_SETTINGS
+@given(premise=drawn_premise("lr-transfer"))
+def test_adam_learning_rate_transfers_under_mup(backend_name, store, premise):
     """D2 (Adam): the optimal rate's slope in log2 width is within +-0.25 and wider is better under muP; under the
     standard parametrisation (control) the optimum moves to smaller rates."""
+    check_claim("lr-transfer", premise, backend_name, store)
 
 
-@pytest.mark.skip(reason=D2_DRAFT)
-def test_sgd_learning_rate_transfers_under_mup():
+@pytest.mark.claim
+@CLAIM_SETTINGS
+@given(premise=drawn_premise("lr-transfer-sgd"))
+def test_sgd_learning_rate_transfers_under_mup(backend_name, store, premise):
     """D2 (SGD): as D2 with SGD; under the NTK parametrisation (control) the optimum moves to larger rates."""
+    check_claim("lr-transfer-sgd", premise, backend_name, store)
 
 
 def _planted_mup(monkeypatch, backend_name, dtype, **layers):
@@ -56,7 +58,7 @@ def test_planted_error_in_the_mup_table_refutes_lr_transfer(mc_backend, monkeypa
     _planted_mup(monkeypatch, mc_backend.framework_name, "float32", hidden=P.ABC(c_sgd=0.0, c_adam=0.0),
                  output=P.ABC(b=0.5, c_sgd=1.0, c_adam=0.0))
     with Store(tmp_path / "broken.sqlite") as store:
-        (result,) = run_claim(_LR_TRANSFER_ADAM, "ci", mc_backend.framework_name, store=store,
+        (result,) = run_claim(LR_TRANSFER_ADAM, "ci", mc_backend.framework_name, store=store,
                               include_controls=False)
     slope = next(r for r in result.claim_result.laws if r.law == "optimum-slope")
     assert slope.verdict == "refuted", (slope.estimate, slope.verdict)
@@ -69,7 +71,7 @@ def test_hidden_layer_adam_rate_error_moves_the_optimum_down(mc_backend, monkeyp
     from harness import parametrisation as P
     _planted_mup(monkeypatch, mc_backend.framework_name, "float32", hidden=P.ABC(c_sgd=0.0, c_adam=0.0))
     with Store(tmp_path / "broken.sqlite") as store:
-        (result,) = run_claim(_LR_TRANSFER_ADAM, "ci", mc_backend.framework_name, store=store,
+        (result,) = run_claim(LR_TRANSFER_ADAM, "ci", mc_backend.framework_name, store=store,
                               include_controls=False)
     slope = next(r for r in result.claim_result.laws if r.law == "optimum-slope")
     assert slope.estimate.high < 0, (slope.estimate, slope.verdict)

@@ -165,3 +165,29 @@ def test_hessian_bad_arguments(backend64):
         backend64.hvp(model, p, x, y, np.ones(5))
     with pytest.raises(HarnessError):
         backend64.hessian_top_eigenvalue(model, p, x, y, method="qr")
+
+
+@pytest.mark.parametrize("parametrisation", ["mup", "ntk"])
+def test_preconditioned_top_eigenvalue_is_that_of_the_scaled_dense_hessian(backend64, parametrisation):
+    """``precondition=D`` gives lambda_max(D^1/2 H D^1/2), D the per-parameter learning-rate multipliers: against
+    the dense Hessian scaled on both sides, on a muP net (multipliers 16, 1, 1/16 by layer) and an NTK net (all 1,
+    where it is lambda_max(H))."""
+    b = backend64
+    model = MLP(3, 8, 1, parametrisation, "tanh", output_dim=1, bias=True, base_width=2)
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 1))
+    p = b.init(model, 5)
+    mults = model.lr_multipliers("sgd")
+    names = sorted(b.export_params(p))
+    d = np.concatenate([np.full(b.export_params(p)[n].size, float(mults.get(n, 1.0))) for n in names])
+    h = dense_hessian(b, model, p, x, y)
+    want = np.linalg.eigvalsh(np.sqrt(d)[:, None] * h * np.sqrt(d)[None, :])[-1]
+    got = b.hessian_top_eigenvalue(model, p, x, y, tol=1e-10, precondition=mults).value
+    assert got == pytest.approx(want, rel=1e-8)
+    if parametrisation == "mup":
+        assert len(set(mults.values())) > 1
+        assert not np.isclose(want, np.linalg.eigvalsh(h)[-1], rtol=1e-3)   # the preconditioning matters here
+    with pytest.raises(HarnessError, match="not trainable"):
+        b.hessian_top_eigenvalue(model, p, x, y, precondition={"W9": 1.0})
+    with pytest.raises(HarnessError, match="> 0"):
+        b.hessian_top_eigenvalue(model, p, x, y, precondition={"W0": 0.0})

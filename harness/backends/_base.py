@@ -211,12 +211,23 @@ class Backend:
             _, grads = g(trainable, frozen, self._x(x), self._x(y, "y"))
             return {k: self.to_numpy(v) for k, v in grads.items()}
 
-    def _flat_hvp(self, model, params, x, y, loss):
-        """A function flat numpy vector -> flat numpy H v, over trainable params in sorted-name order."""
+    def _flat_hvp(self, model, params, x, y, loss, precondition: dict | None = None):
+        """A function flat numpy vector -> flat numpy H v, over trainable params in sorted-name order; with
+        ``precondition`` (parameter name -> positive multiplier, 1 where absent), D^1/2 H D^1/2 v instead."""
         trainable, frozen = self._split(params)
         names = sorted(trainable)
         shapes = [tuple(trainable[n].shape) for n in names]
         sizes = [int(np.prod(s)) for s in shapes]
+        if precondition is not None:
+            unknown = sorted(set(precondition) - set(names))
+            if unknown:
+                raise HarnessError(f"precondition names {unknown}, not trainable parameters of the model {names}")
+            mults = [float(precondition.get(n, 1.0)) for n in names]
+            if not all(np.isfinite(u) and u > 0 for u in mults):
+                raise HarnessError(f"precondition multipliers must be finite and > 0, got {dict(zip(names, mults))}")
+            root = np.concatenate([np.full(z, np.sqrt(u)) for z, u in zip(sizes, mults)])
+            inner, dim = self._flat_hvp(model, params, x, y, loss)
+            return (lambda v: root * inner(root * np.asarray(v, dtype=np.float64))), dim
         with self._context():
             xb, yb = self._x(x), self._x(y, "y")
         lf = self._loss_fn(model, loss)
@@ -238,9 +249,15 @@ class Backend:
             raise HarnessError(f"v has {v.shape[0]} entries, the model has {dim} trainable parameters")
         return fn(v)
 
-    def hessian_top_eigenvalue(self, model, params, x, y, loss="mse", method="lanczos", tol=1e-3, seed=0) -> Eig:
-        """Top Hessian eigenvalue: ``lanczos`` (reorthogonalised, residual-bound stop) or ``power``; returns (value, n_hvp)."""
-        fn, dim = self._flat_hvp(model, params, x, y, loss)
+    def hessian_top_eigenvalue(self, model, params, x, y, loss="mse", method="lanczos", tol=1e-3, seed=0,
+                               precondition: dict | None = None) -> Eig:
+        """Top Hessian eigenvalue: ``lanczos`` (reorthogonalised, residual-bound stop) or ``power``; returns (value, n_hvp).
+
+        ``precondition`` (parameter name -> learning-rate multiplier, e.g. ``model.lr_multipliers("sgd")``): the
+        top eigenvalue of D^1/2 H D^1/2, D the diagonal of per-parameter multipliers. Gradient descent with
+        per-layer rates lr * D is linearly stable only while lr * lambda_max(D^1/2 H D^1/2) < 2, so this is the
+        sharpness that matters when the rates differ by layer (muP); with one global rate it is lambda_max(H)."""
+        fn, dim = self._flat_hvp(model, params, x, y, loss, precondition)
         if method == "lanczos":
             return lanczos_top_eigenvalue(fn, dim, tol=tol, seed=seed)
         if method == "power":
