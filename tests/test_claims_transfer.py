@@ -1,4 +1,5 @@
-"""D2 learning-rate transfer (Yang et al. 2021, TP-V), Adam (muP vs standard) and SGD (muP vs NTK), at the ci
+"""D2 learning-rate transfer (Yang et al. 2021, TP-V), Adam (muP vs standard) and SGD (muP vs NTK), coord-check and
+D3 sharpness (Noci et al. 2024), at the ci
 tier on each backend, as properties over the data seed drawn from the claim's ``scope`` (seeded by the commit,
 ``claimcheck.DRAW_SEED``; network seeds derived, never searched). Each test runs one drawn premise at family-wise
 alpha ``FALSE_ALARM`` (divided by the engine over the run's verdicts): a true claim is refuted in a test with
@@ -97,4 +98,25 @@ def test_planted_error_in_the_mup_table_fails_the_coordinate_check(mc_backend, m
     with Store(tmp_path / "broken.sqlite") as store:
         (result,) = run_claim("coord-check", "ci", mc_backend.framework_name, case="adam", store=store,
                               include_controls=False)
+    assert result.verdict == "refuted", [(r.law, r.estimate, r.verdict) for r in result.claim_result.laws]
+
+
+@pytest.mark.claim
+@CLAIM_SETTINGS
+@given(premise=drawn_premise("sharpness"))
+def test_sharpness_is_width_independent_and_grows_under_mup(backend_name, store, premise):
+    """D3 (Noci et al. 2024): under muP, lr x lambda_max of the rate-preconditioned Hessian has exponent within
+    +-0.15 in the width at initialisation and after 300 GD steps, and at least doubles in training; under NTK
+    (control) it stays flat, under the standard parametrisation (control) it grows with the width at init."""
+    check_claim("sharpness", premise, backend_name, store)
+
+
+@pytest.mark.claim
+def test_planted_error_in_the_mup_readout_rate_refutes_sharpness(mc_backend, monkeypatch, tmp_path):
+    """The D3 test can fail: muP with the readout's SGD rate not divided by the width (TP-V Table 3's eta / m
+    replaced by eta) makes the sharpness grow with the width, which refutes the claim."""
+    from harness import parametrisation as P
+    _planted_mup(monkeypatch, mc_backend.framework_name, "float64", output=P.ABC(b=0.5, c_sgd=0.0, c_adam=1.0))
+    with Store(tmp_path / "broken.sqlite") as store:
+        (result,) = run_claim("sharpness", "ci", mc_backend.framework_name, store=store, include_controls=False)
     assert result.verdict == "refuted", [(r.law, r.estimate, r.verdict) for r in result.claim_result.laws]
