@@ -89,7 +89,8 @@ COORD_CHECK = Claim(
         "[-0.172, -0.078] and -0.104 (a finite-width drift toward the muP limit, also seen at data seed 0: "
         "-0.068); at 128..2048 the same premise gives -0.064 [-0.12, -0.008] and -0.040, data seed 0 -0.053 and "
         "-0.033. The 30-run calibration (0 refuted in either case, 1 SGD run inconclusive, control 30/30) was on "
-        "64..1024.",
+        "64..1024; confirmed at 128..2048 on fresh seeds (30 runs per case, base seeds 902750352..902750381): "
+        "30/30 hold in both cases, control 30/30.",
         "coord-check scope narrowed to input_dim 16 (first version: 8, 16, 32, as D1): the claim test's draw at "
         "128..2048 (data seed 65, input_dim 8) left the SGD case inconclusive, hidden exponents -0.19 [-0.46, "
         "0.09] and -0.29 [-0.67, 0.09]: at d = 8 muP's input-layer SGD rate (0.5 x m, up to 16 at 2048) makes "

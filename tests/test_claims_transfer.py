@@ -27,12 +27,14 @@ def test_adam_learning_rate_transfers_under_mup(backend_name, store, premise):
     check_claim("lr-transfer", premise, backend_name, store)
 
 
-@pytest.mark.claim
-@CLAIM_SETTINGS
-@given(premise=drawn_premise("lr-transfer-sgd"))
-def test_sgd_learning_rate_transfers_under_mup(backend_name, store, premise):
+D2_SGD_DRAFT = ("D2-SGD (lr-transfer-sgd) is a draft, not registered: over its scope it held in 5 of 16 calibration "
+                "runs at 8 seeds (11 inconclusive, 0 refuted): muP-SGD's optimum drifts by about -0.2 octave per "
+                "doubling at widths 32..512, near the band's edge; issue 11 stays open (claims/lr_transfer.py)")
+
+
+@pytest.mark.skip(reason=D2_SGD_DRAFT)
+def test_sgd_learning_rate_transfers_under_mup():
     """D2 (SGD): as D2 with SGD; under the NTK parametrisation (control) the optimum moves to larger rates."""
-    check_claim("lr-transfer-sgd", premise, backend_name, store)
 
 
 def _planted_mup(monkeypatch, backend_name, dtype, **layers):
