@@ -1,13 +1,14 @@
-"""D2 learning-rate transfer (Yang et al. 2021, TP-V), Adam (muP vs standard) and SGD (muP vs NTK), coord-check and
-D3 sharpness (Noci et al. 2024), at the ci
-tier on each backend, as properties over the data seed drawn from the claim's ``scope`` (seeded by the commit,
-``claimcheck.DRAW_SEED``; network seeds derived, never searched). Each test runs one drawn premise at family-wise
-alpha ``FALSE_ALARM`` (divided by the engine over the run's verdicts): a true claim is refuted in a test with
-probability at most ``FALSE_ALARM``. Each asks the claim to hold and the control to be rejected.
+"""Family D at the ci tier on each backend: D2 learning-rate transfer (Yang et al. 2021, TP-V; Adam, muP vs
+standard; the SGD version is a draft), coord-check, and D3 sharpness (Noci et al. 2024), as properties over the
+data seed drawn from the claim's ``scope`` (seeded by the commit, ``claimcheck.DRAW_SEED``; network seeds derived,
+never searched). Each test runs one drawn premise at family-wise alpha ``FALSE_ALARM`` (divided by the engine over
+the run's verdicts): a true claim is refuted in a test with probability at most ``FALSE_ALARM``. Each asks the
+claim to hold and the control to be rejected.
 
 The planted-error tests show the claim tests can fail: muP's hidden-layer and readout Adam rates not divided by
-the width must refute D2 (the hidden-layer error alone moves the optimum, but less than D2's band: see there), and
-the hidden-layer error alone must fail the coordinate check.
+the width must refute D2 (the hidden-layer error alone moves the optimum, but less than D2's band: see there), the
+hidden-layer error alone must fail the coordinate check, and muP's readout SGD rate not divided by the width must
+refute D3.
 """
 import pytest
 from hypothesis import given
