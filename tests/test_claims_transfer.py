@@ -17,6 +17,7 @@ from claimcheck import CLAIM_SETTINGS, check_claim, drawn_premise
 from harness.engine.store import Store
 from harness.engine.sweep import run_claim
 from claims.lr_transfer import LR_TRANSFER_ADAM
+from claims.sharpness import _SHARPNESS        # a draft (not registered): run as a Claim object
 
 
 @pytest.mark.claim
@@ -104,14 +105,16 @@ def test_planted_error_in_the_mup_table_fails_the_coordinate_check(mc_backend, m
     assert result.verdict == "refuted", [(r.law, r.estimate, r.verdict) for r in result.claim_result.laws]
 
 
-@pytest.mark.claim
-@CLAIM_SETTINGS
-@given(premise=drawn_premise("sharpness"))
-def test_sharpness_is_width_independent_and_grows_under_mup(backend_name, store, premise):
+D3_DRAFT = ("D3 (sharpness) is a draft, not registered: at 4 seeds it held in 4 of 20 calibration runs over its "
+            "scope (16 inconclusive, 0 refuted; estimates all on the claim's side, intervals too wide); issue 11 "
+            "stays open (claims/sharpness.py)")
+
+
+@pytest.mark.skip(reason=D3_DRAFT)
+def test_sharpness_is_width_independent_and_grows_under_mup():
     """D3 (Noci et al. 2024): under muP, lr x lambda_max of the rate-preconditioned Hessian has exponent within
     +-0.15 in the width at initialisation and after 300 GD steps, and at least doubles in training; under NTK
     (control) it stays flat, under the standard parametrisation (control) it grows with the width at init."""
-    check_claim("sharpness", premise, backend_name, store)
 
 
 @pytest.mark.claim
@@ -121,5 +124,5 @@ def test_planted_error_in_the_mup_readout_rate_refutes_sharpness(mc_backend, mon
     from harness import parametrisation as P
     _planted_mup(monkeypatch, mc_backend.framework_name, "float64", output=P.ABC(b=0.5, c_sgd=0.0, c_adam=1.0))
     with Store(tmp_path / "broken.sqlite") as store:
-        (result,) = run_claim("sharpness", "ci", mc_backend.framework_name, store=store, include_controls=False)
+        (result,) = run_claim(_SHARPNESS, "ci", mc_backend.framework_name, store=store, include_controls=False)
     assert result.verdict == "refuted", [(r.law, r.estimate, r.verdict) for r in result.claim_result.laws]
