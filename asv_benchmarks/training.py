@@ -41,7 +41,8 @@ class TrainStep(BackendBenchmark):
 # asv runs each backend with its own default threads (torch: one, HARNESS_TORCH_THREADS; XLA: every core), which
 # is not a like-for-like comparison. This prints TrainStep for both at the same intra-op thread count, each
 # backend in its own fresh process (XLA reads its flags once, at import), best of 5 repeats of 40 steps.
-def _time_one(backend, threads):
+def _time_one(backend):
+    """TrainStep's rows for one backend, in this process (its threads were set by the caller's environment)."""
     import time
     rows = {}
     for optimizer in ("sgd", "adam"):
@@ -75,7 +76,7 @@ def main(argv=None):
     import sys
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--one"]:
-        print(json.dumps(_time_one(args[1], int(args[2]))))
+        print(json.dumps(_time_one(args[1])))
         return
     threads = [int(a) for a in args] or [1, os.cpu_count() or 1]
     print("TrainStep (256 examples, MSE, ReLU MLP depth 2, float32, cpu): ms per step, best of 5 x 40 steps")
@@ -83,7 +84,7 @@ def main(argv=None):
     for n in threads:
         res = {}
         for backend in ("torch", "jax"):
-            out = subprocess.run([sys.executable, "-m", "asv_benchmarks.training", "--one", backend, str(n)],
+            out = subprocess.run([sys.executable, "-m", "asv_benchmarks.training", "--one", backend],
                                  capture_output=True, text=True, env=_env(backend, n), check=True)
             res[backend] = json.loads(out.stdout.strip().splitlines()[-1])
         for key in res["torch"]:
