@@ -68,35 +68,49 @@ LAZY_FIT = 1e-8          # relative least-squares residual that counts as a lazy
 
 
 # -- C2: gradient descent over a grid of m, as one batch ----------------------------------------------------------
-def gd_grid(p, d, seed, backend):
-    """Train every m of ``p["grid"]`` (and ``p["m"]``) from nested small initialisations, as one masked batch:
-    (ms, relative errors, diverged flags, re-initialisations)."""
-    rng = np.random.default_rng(seed)
-    Q = orthonormal_target(d, len(p["a"]), rng)
+OUTCOME = ("rel_error", "diverged", "steps", "reinits")
+
+
+def gd_grid(p, d, seeds, backend):
+    """For each seed: train every m of ``p["grid"]`` (and ``p["m"]``) from nested small initialisations, all seeds
+    and all m as one masked batch (a target per seed; each seed's re-initialisations from its own stream, so a
+    seed's outcome is the one it has alone: ``harness.tensor.train``). Returns ``ms`` and, per seed, a dict of
+    arrays over ``ms``: relative error, diverged flag, steps run, re-initialisations."""
     ms = tuple(sorted(set(p["grid"]) | {p["m"]}))
-    M = max(ms)
-    U0 = np.repeat(small_init(1, M, d, p["init"], rng), len(ms), axis=0)
-    w = np.array([[1.0] * m + [0.0] * (M - m) for m in ms])
+    M, G = max(ms), len(ms)
+    mask = np.array([[1.0] * m + [0.0] * (M - m) for m in ms])
+    U0, Q, streams = [], [], []
+    for k, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        Q.append(np.repeat(orthonormal_target(d, len(p["a"]), rng)[None], G, axis=0))
+        U0.append(np.repeat(small_init(1, M, d, p["init"], rng), G, axis=0))
+        streams.append((np.arange(k * G, (k + 1) * G), np.random.default_rng([seed, 1])))
     norm_power = p["l"] - 2 if p["normalised"] else 0
     reinit = None
     if p["reinit_every"]:
-        reinit = (p["reinit_every"], p["reinit_below"] * p["init"], p["init"], np.random.default_rng([seed, 1]))
-    out = train(backend, U0, w, p["a"], Q, p["l"], lr=p["lr"], max_steps=p["max_steps"], chunk=p["chunk"],
-                p=norm_power, weight_decay=p["weight_decay"], tol=SUCCESS, reinit=reinit, track_fit=False)
-    return ms, out
+        reinit = (p["reinit_every"], p["reinit_below"] * p["init"], p["init"], streams)
+    out = train(backend, np.concatenate(U0), np.tile(mask, (len(seeds), 1)), p["a"], np.concatenate(Q), p["l"],
+                lr=p["lr"], max_steps=p["max_steps"], chunk=p["chunk"], p=norm_power, weight_decay=p["weight_decay"],
+                tol=SUCCESS, reinit=reinit, track_fit=False)
+    return ms, [{k: np.asarray(out[k])[i * G:(i + 1) * G] for k in OUTCOME} for i in range(len(seeds))]
 
 
-def beyond_lazy(setting, backend):
-    """Success (0/1) at the premise's m, its relative error, and the smallest sufficient m over the grid."""
-    p, d = setting.premise, int(setting.scale)
-    ms, out = gd_grid(p, d, setting.seed, backend)
-    ok = out["rel_error"] < SUCCESS                       # NaN (diverged) compares False: not recovered
+def beyond_lazy(settings, backend):
+    """Per seed (one batch of seeds: ``seed_batch``): success (0/1) at the premise's m, its relative error, and the
+    smallest sufficient m over the grid."""
+    p, d = settings[0].premise, int(settings[0].scale)
+    ms, outs = gd_grid(p, d, [s.seed for s in settings], backend)
     i = ms.index(p["m"])
-    fits = [m for m, s in zip(ms, ok) if s and m in p["grid"]]
-    return {"recovered": float(ok[i]), "rel_error": float(out["rel_error"][i]), "diverged": float(out["diverged"][i]),
-            "smallest_m": float(min(fits)) if fits else float("nan"),
-            "lazy_count": float(generic_count(d, p["l"])), "steps": float(out["steps"][0]),
-            "reinits": float(out["reinits"][i])}
+    results = []
+    for out in outs:
+        ok = out["rel_error"] < SUCCESS                   # NaN (diverged) compares False: not recovered
+        fits = [m for m, s in zip(ms, ok) if s and m in p["grid"]]
+        results.append({"recovered": float(ok[i]), "rel_error": float(out["rel_error"][i]),
+                        "diverged": float(out["diverged"][i]),
+                        "smallest_m": float(min(fits)) if fits else float("nan"),
+                        "lazy_count": float(generic_count(d, p["l"])), "steps": float(out["steps"][i]),
+                        "reinits": float(out["reinits"][i])})
+    return results
 
 
 GD_PREMISE = dict(l=3, a=(1.0, 0.7), m=12, grid=(2, 3, 4, 6, 8, 12, 16), init=0.05, lr=0.1, max_steps=6000, chunk=1000,
@@ -152,6 +166,7 @@ _TENSOR_BEYOND_LAZY = Claim(
                         overrides={"init": 1e-2, "max_steps": 20000, "chunk": 2000})},
     scope={"a": ((1.0, 0.7), (1.0, 0.5), (1.0, 0.8))},
     changes=GD_CHANGES,
+    seed_batch=128,
 )
 
 _TENSOR_BEYOND_LAZY_WANG = _TENSOR_BEYOND_LAZY.variant(
@@ -175,7 +190,7 @@ def lazy_threshold(setting, backend):
     p, d = setting.premise, int(setting.scale)
     count = generic_count(d, p["l"])
     if p["training"] == "gd":
-        ms, out = gd_grid(p, d, setting.seed, backend)
+        ms, (out,) = gd_grid(p, d, [setting.seed], backend)
         fits = [m for m, e in zip(ms, out["rel_error"]) if e < SUCCESS]
         m = float(min(fits)) if fits else float("nan")
         return {"smallest_m": m, "count_error": abs(m - count), "generic_count": float(count),

@@ -8,7 +8,8 @@ with ``p = 0`` for the plain model and ``p = l - 2`` for the normalised (2-homog
 by Wang et al.'s algorithm; ``w_j`` are fixed 0/1 weights, so several models with different m train as one batch
 (a masked component contributes nothing and receives no gradient). The target is given by its own components,
 T* = sum_i a_i q_i^(x)l, and the loss is 0.5 ||T(U) - T*||_F^2. Arrays are batched: U is (B, m, d), w is (B, m),
-Q is (r, d), a is (r,).
+a is (r,), and Q is (r, d) (one target for the batch) or (B, r, d) (a target per batch element: several seeds'
+problems trained as one batch, as C2 does) in the Gram form and in :func:`train`.
 
 Two forms of the loss, written once against the backend's ``ops``:
 
@@ -107,10 +108,11 @@ def gram_parts(U, w, a, Q, l: int, ops, p: float = 0.0):
     return v, n2, K, P
 
 
-def target_norm2(a, Q, l: int) -> float:
-    """||T*||_F^2 = sum_ii' a_i a_i' (q_i.q_i')^l (NumPy)."""
+def target_norm2(a, Q, l: int):
+    """||T*||_F^2 = sum_ii' a_i a_i' (q_i.q_i')^l (NumPy): a float for Q (r, d), a (B,) array for Q (B, r, d)."""
     a, Q = np.asarray(a, float), np.asarray(Q, float)
-    return float(a @ ((Q @ Q.T) ** l) @ a)
+    out = np.einsum("i,...ij,j->...", a, (Q @ np.swapaxes(Q, -1, -2)) ** l, a)
+    return float(out) if Q.ndim == 2 else out
 
 
 def gram_loss_and_grad(U, w, a, Q, l: int, ops, p: float = 0.0, tnorm2=None, with_fit: bool = True,
@@ -130,14 +132,41 @@ def gram_loss_and_grad(U, w, a, Q, l: int, ops, p: float = 0.0, tnorm2=None, wit
     loss = None
     if with_loss:
         if tnorm2 is None:
-            G = ops.einsum("id,kd->ik", Q, Q)
-            tnorm2 = ops.sum(a[:, None] * a[None, :] * G ** l)
+            G = ops.matmul(Q, ops.transpose(Q))                  # (r, r), or (B, r, r) for a target per element
+            tnorm2 = ops.sum(ops.sum(a[:, None] * a[None, :] * G ** l, axis=-1), axis=-1)
         loss = 0.5 * (ops.sum(v * own, axis=1) - 2.0 * ops.sum(v * cross, axis=1) + tnorm2)
     grad = l * v[..., None] * (ops.matmul(VK, U) - ops.matmul(aP, Q))
     if p != 0:
         grad = grad - (p * v / n2 * (own - cross))[..., None] * U
     fit = ops.sum(v[..., None] * P ** l, axis=1) if with_fit else None
     return loss, grad, fit
+
+
+def gram_gd_update(U, w, a, Q, l: int, ops, p: float, rate, weight_decay: float = 0.0, with_fit: bool = False):
+    """One gradient-descent step U - rate (grad + weight_decay U) on the Gram objective, ``rate`` (B, 1) per batch
+    element, fused as A U + C Q with small (B, m, m) and (B, m, r) matrices:
+
+        A = (1 + rate (c - weight_decay)) I - rate l v VK,   C = rate l v aP,
+
+    (VK_jk = v_k K_jk^(l-1), aP_ji = a_i P_ji^(l-1), c_j = p v_j / ||u_j||^2 (sum_k v_k K_jk^l - sum_i a_i P_ji^l),
+    the gradient's terms in :func:`gram_loss_and_grad`), so the only work on (B, m, d) arrays is two batched matrix
+    products and one sum: eager torch, which does not fuse elementwise operations, pays for each (B, m, d) pass.
+    ``tests/test_tensor.py`` checks it against ``U - rate (grad + weight_decay U)``. With ``with_fit``: ``(U_next,
+    fit)``, ``fit`` (B, r) as :func:`gram_loss_and_grad`'s, at ``U``."""
+    v, n2, K, P = gram_parts(U, w, a, Q, l, ops, p)
+    VK = v[:, None, :] * K ** (l - 1)
+    aP = a[None, None, :] * P ** (l - 1)
+    g = rate * (l * v)                                            # (B, m)
+    diag = 1.0 - rate * weight_decay + 0.0 * v                    # (B, m)
+    if p != 0:
+        own = ops.sum(VK * K, axis=2)
+        cross = ops.sum(aP * P, axis=2)
+        diag = diag + rate * (p * v / n2 * (own - cross))
+    A = diag[:, :, None] * ops.eye(U.shape[1], U)[None] - g[:, :, None] * VK
+    U_next = ops.matmul(A, U) + ops.matmul(g[:, :, None] * aP, Q)
+    if not with_fit:
+        return U_next
+    return U_next, ops.sum(v[..., None] * P ** l, axis=1)
 
 
 # -- the lazy model -----------------------------------------------------------------------------------------------
@@ -213,20 +242,18 @@ class TrainOutcome(dict):
 
 
 def _gd_step(l, p, lr, weight_decay, n_fit, ops):
-    """The GD step on the Gram objective (+ weight_decay / 2 ||U||^2); records, per batch element, the first step
-    at which each of the first ``n_fit`` target components is half fitted (above its value at the start)."""
+    """The GD step on the Gram objective (+ weight_decay / 2 ||U||^2, :func:`gram_gd_update`) at the per-element
+    rate ``live`` (B, 1): ``lr``, or 0 for an element frozen at its tolerance; records, per batch element, the first
+    step at which each of the first ``n_fit`` target components is half fitted (above its value at the start)."""
     def step(s):
         U = s["U"]
-        _, grad, fit = gram_loss_and_grad(U, s["w"], s["a"], s["Q"], l, ops, p, s["tn2"], with_fit=n_fit > 0,
-                                          with_loss=False)
-        if weight_decay:
-            grad = grad + weight_decay * U
         if n_fit == 0:
-            return {**s, "U": U - lr * grad}
+            return {**s, "U": gram_gd_update(U, s["w"], s["a"], s["Q"], l, ops, p, s["live"], weight_decay)}
+        U_next, fit = gram_gd_update(U, s["w"], s["a"], s["Q"], l, ops, p, s["live"], weight_decay, with_fit=True)
         t = s["t"]
         half = (fit[:, :n_fit] - s["fit0"]) > 0.5 * s["a"][None, :n_fit]
         first = ops.where((s["t_fit"] < 0) & half, t + ops.zeros_like(s["t_fit"]), s["t_fit"])
-        return {**s, "U": U - lr * grad, "t_fit": first, "t": t + 1.0}
+        return {**s, "U": U_next, "t_fit": first, "t": t + 1.0}
     return step
 
 
@@ -242,14 +269,25 @@ def train(backend, U0: np.ndarray, w: np.ndarray, a, Q, l: int, *, lr: float, ma
           p: float = 0.0, weight_decay: float = 0.0, tol: float | None = None, reinit=None,
           stop_when_fitted: bool = False, n_fit: int | None = None, fit0=None, track_fit: bool = True
           ) -> TrainOutcome:
-    """Gradient descent on the Gram objective from ``U0`` (B, m, d) with weights ``w`` (B, m), in chunks of
-    ``chunk`` compiled steps, until every batch element has relative error < ``tol`` (if given), or every target
-    component is half fitted (``stop_when_fitted``), or ``max_steps``. A batch element whose loss or parameters
-    stop being finite is recorded as diverged (relative error NaN) and no longer holds the others back (batch
-    elements do not interact); the loop stops when every element has diverged. ``reinit``: ``(every, threshold, scale, rng)``: every ``every`` steps, each live
-    component with ||u_j|| < threshold is redrawn as N(0, scale^2 / d) (drawn in NumPy: the same on every backend).
-    ``track_fit=False`` skips the half-fit times (fewer operations per step). ``n_fit`` / ``fit0``: half-fit times
-    are recorded for the first ``n_fit`` target components (default all), measured above ``fit0`` (B, n_fit) (the centred model's value at the start, see :func:`centred_target`)."""
+    """Gradient descent on the Gram objective from ``U0`` (B, m, d) with weights ``w`` (B, m), against one target
+    (``Q`` (r, d)) or a target per element (``Q`` (B, r, d)), in chunks of ``chunk`` compiled steps, until every
+    batch element has relative error < ``tol`` (if given), or every target component is half fitted
+    (``stop_when_fitted``), or ``max_steps``.
+
+    Batch elements do not interact, and each one's outcome is the one it has trained alone (up to the rounding of
+    batched reductions): an element whose relative error is below ``tol`` at the end of a chunk is frozen there
+    (no further steps, its ``steps`` the count it ran), and one whose loss or parameters stop being finite is
+    recorded as diverged (relative error NaN) and holds the others back no longer; the loop stops when every
+    element is frozen or diverged. Once at most a quarter of the rows the backend steps are live, they are
+    compacted to the live ones (padded to a power of two with inert copies, so a compiling backend sees few
+    shapes): the work follows the elements still training, not the batch it started with. ``reinit``: ``(every, threshold, scale, rng)``: every ``every`` steps, each live
+    component with ||u_j|| < threshold is redrawn as N(0, scale^2 / d), drawn in NumPy (the same on every
+    backend) from ``rng``, a Generator for the whole batch or a list of ``(rows, Generator)``, one stream per
+    group of rows (C2: per seed, so a seed's draws do not depend on the seeds batched with it); draws go in
+    row-major order over the (row, component) pairs of each group. ``track_fit=False`` skips the half-fit times
+    (fewer operations per step). ``n_fit`` / ``fit0``: half-fit times are recorded for the first ``n_fit`` target
+    components (default all), measured above ``fit0`` (B, n_fit) (the centred model's value at the start, see
+    :func:`centred_target`)."""
     U0 = np.asarray(U0, dtype=float)
     B, m, d = U0.shape
     a = np.asarray(a, dtype=float)
@@ -257,58 +295,97 @@ def train(backend, U0: np.ndarray, w: np.ndarray, a, Q, l: int, *, lr: float, ma
     w = np.asarray(w, dtype=float)
     if w.shape != (B, m):
         raise HarnessError(f"weights must have shape {(B, m)}, got {w.shape}")
+    if Q.ndim == 3 and Q.shape[0] != B:
+        raise HarnessError(f"a target per batch element needs Q of shape ({B}, r, {d}), got {Q.shape}")
     if chunk < 1 or max_steps < 0:
         raise HarnessError("chunk must be >= 1 and max_steps >= 0")
     n_fit = 0 if not track_fit else (len(a) if n_fit is None else int(n_fit))
     fit0 = np.zeros((B, n_fit)) if fit0 is None else np.asarray(fit0, dtype=float)
     tn2 = target_norm2(a, Q, l)
+    per_row_Q, per_row_tn2 = Q.ndim == 3, np.ndim(tn2) == 1
     ops = backend.ops
     key = ("tensor-gd", l, float(p), float(lr), float(weight_decay), n_fit)
     pure = _gd_step(l, p, lr, weight_decay, n_fit, ops)
-    with backend._context():
-        state = {"U": backend.asarray(U0), "w": backend.asarray(w), "a": backend.asarray(a),
-                 "Q": backend.asarray(Q), "tn2": backend.asarray(tn2), "t": backend.asarray(0.0),
-                 "t_fit": backend.asarray(-np.ones((B, n_fit))), "fit0": backend.asarray(fit0)}
-        loss_fn = backend._compile(("tensor-loss", l, float(p)), lambda U_, w_, a_, Q_, t_: gram_loss_and_grad(
-            U_, w_, a_, Q_, l, ops, p, t_, with_fit=False)[0])
+    loss_fn = backend._compile(("tensor-loss", l, float(p)), lambda U_, w_, a_, Q_, t_: gram_loss_and_grad(
+        U_, w_, a_, Q_, l, ops, p, t_, with_fit=False)[0])
+    # NumPy masters, indexed by batch element; the backend state holds the rows still training (``rows``, padded
+    # to a power of two with inert copies, ``real`` False), compacted as elements freeze
+    U_all, t_fit_all = U0.copy(), -np.ones((B, n_fit))
+    live, diverged = np.ones(B, dtype=bool), np.zeros(B, dtype=bool)
 
-    def current_loss():
+    def load(rows, real, t):
+        U_rows = U_all[rows]
+        U_rows[diverged[rows]] = 0.0                  # a diverged element no longer trains (rate 0 below)
+        with backend._context():
+            return {"U": backend.asarray(U_rows), "w": backend.asarray(w[rows]), "a": backend.asarray(a),
+                    "Q": backend.asarray(Q[rows] if per_row_Q else Q),
+                    "tn2": backend.asarray(tn2[rows] if per_row_tn2 else tn2), "t": backend.asarray(float(t)),
+                    "t_fit": backend.asarray(t_fit_all[rows]), "fit0": backend.asarray(fit0[rows]),
+                    "live": backend.asarray((lr * (real & live[rows] & ~diverged[rows]).astype(float))[:, None])}
+
+    def row_loss(state):
         with backend._context():
             return backend.to_numpy(loss_fn(state["U"], state["w"], state["a"], state["Q"], state["tn2"]))
-    done, reinits = 0, np.zeros(B)
-    diverged = np.zeros(B, dtype=bool)
+    rows, real = np.arange(B), np.ones(B, dtype=bool)
+    state = load(rows, real, 0.0)
+    loss_all = row_loss(state).astype(float)
+    done, reinits, steps = 0, np.zeros(B), np.zeros(B)
+    groups = None
+    if reinit is not None:
+        groups = reinit[3] if isinstance(reinit[3], (list, tuple)) else [(np.arange(B), reinit[3])]
     while done < max_steps:
         n = min(chunk, max_steps - done)
         if reinit is not None:
             every = reinit[0]
             n = min(n, every - done % every)
+        trained = real & (backend.to_numpy(state["live"])[:, 0] > 0)      # the rows this chunk moves
         state = backend.iterate(key, pure, state, n)
         done += n
-        loss = current_loss()
-        Un = backend.to_numpy(state["U"])
-        diverged |= ~np.isfinite(loss) | ~np.all(np.isfinite(Un), axis=(1, 2))
+        steps[live] = done
+        ids = rows[trained]
+        U_all[ids] = backend.to_numpy(state["U"])[trained]
+        loss_all[ids] = row_loss(state)[trained]
+        if n_fit:
+            t_fit_all[ids] = backend.to_numpy(state["t_fit"])[trained]
+        diverged |= ~np.isfinite(loss_all) | ~np.all(np.isfinite(U_all), axis=(1, 2))
         if diverged.all():
             break
-        rel = np.sqrt(np.maximum(2 * loss, 0.0) / tn2)
-        if tol is not None and np.all((rel < tol) | diverged):
-            break
-        if stop_when_fitted and np.all((backend.to_numpy(state["t_fit"]) >= 0).all(axis=1) | diverged):
+        rel = np.sqrt(np.maximum(2 * loss_all, 0.0) / tn2)
+        changed = False
+        if tol is not None:
+            frozen = live & ((rel < tol) | diverged)
+            if frozen.any():
+                live &= ~frozen
+                changed = True
+            if not live.any():
+                break
+        if stop_when_fitted and np.all((t_fit_all >= 0).all(axis=1) | diverged):
             break
         if reinit is not None and done % reinit[0] == 0 and done < max_steps:
-            every, threshold, scale, rng = reinit
-            U = backend.to_numpy(state["U"]).astype(float)
-            small = (np.linalg.norm(U, axis=-1) < threshold) & (w > 0) & ~diverged[:, None]
+            every, threshold, scale, _ = reinit
+            small = (np.linalg.norm(U_all, axis=-1) < threshold) & (w > 0) & ~diverged[:, None] & live[:, None]
             if small.any():
-                U[small] = rng.standard_normal((int(small.sum()), d)) * (scale / np.sqrt(d))
+                for group, rng in groups:
+                    group = np.asarray(group)
+                    block, pick = U_all[group], small[group]
+                    if pick.any():
+                        block[pick] = rng.standard_normal((int(pick.sum()), d)) * (scale / np.sqrt(d))
+                        U_all[group] = block
                 reinits += small.sum(axis=1)
-                with backend._context():
-                    state = {**state, "U": backend.asarray(U)}
-    U = backend.to_numpy(state["U"]).astype(float)
-    final = current_loss()                                 # at the returned parameters
+                changed = True
+        if changed:
+            if live.sum() <= len(rows) // 4:          # compact: train only the live elements from here on
+                keep = np.flatnonzero(live)
+                size = 1 << int(np.ceil(np.log2(len(keep))))
+                rows = np.concatenate([keep, np.full(size - len(keep), keep[0])])
+                real = np.arange(size) < len(keep)
+            state = load(rows, real, done)
+    U = U_all
+    final = loss_all                                      # at the returned parameters
     rel = np.sqrt(np.maximum(2 * final, 0.0) / tn2)
     bad = diverged | ~np.isfinite(final)
     rel = np.where(bad, np.nan, rel)
-    t_fit = backend.to_numpy(state["t_fit"]).astype(float) if n_fit else np.full((B, 0), np.nan)
+    t_fit = t_fit_all.astype(float) if n_fit else np.full((B, 0), np.nan)
     t_fit = np.where(t_fit < 0, np.nan, t_fit)
     return TrainOutcome(U=U, loss=final, rel_error=rel, diverged=bad.astype(float), t_fit=t_fit,
-                        steps=np.full(B, float(done)), reinits=reinits)
+                        steps=steps, reinits=reinits)

@@ -17,7 +17,7 @@ from harness.engine.sweep import run_claims, tasks_for
 # A cheap claim in a file of its own (a worker process loads it from Task.source). Its measure kills its own
 # worker process (SIGKILL) the first time it reaches the point named by KILL_FILE, to test a worker dying.
 CLAIM_FILE = '''
-import os, signal
+import json, os, signal
 import numpy as np
 from harness import Claim, Control, PowerLaw, Tier
 
@@ -40,6 +40,20 @@ EXEC_TOY = Claim(
     laws=(PowerLaw("rate", "value", (-0.7, -0.3)),),
     controls=(Control("same", {"slope": 0.0}, "the measure ignores the slope: not a real control, a load test"),),
     tiers={"ci": Tier(scales=(4, 16, 64, 256), seeds=3)})
+
+
+def measure_many(settings, backend):
+    """The same points, measured in batches (Claim.seed_batch): each call's size is logged to EXEC_TEST_BATCH_LOG."""
+    log = os.environ.get("EXEC_TEST_BATCH_LOG", "")
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps([[s.variant, s.scale, s.seed] for s in settings]) + "\\n")
+    if os.environ.get("EXEC_TEST_BATCH_SHORT"):
+        return [measure(settings[0], backend)]
+    return [measure(s, backend) for s in settings]
+
+
+EXEC_BATCH = EXEC_TOY.variant(id="exec-batch", measure=measure_many, seed_batch=2)
 '''
 
 
@@ -47,7 +61,7 @@ EXEC_TOY = Claim(
 def claim_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("claims") / "exec_toy.py"
     path.write_text(CLAIM_FILE)
-    (claim,) = load_path(path)
+    claim, _ = load_path(path)
     return claim
 
 
@@ -72,6 +86,42 @@ def test_local_pool_stores_the_same_points_as_in_process(tmp_path, claim_file):
         r2 = run_claims([claim_file], "ci", ["jax"], store=s, executor=ex)
     same_points(points(tmp_path / "one.sqlite"), points(tmp_path / "two.sqlite"))
     assert [x.verdict for x in r1] == [x.verdict for x in r2]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_seed_batched_measure_stores_the_points_measured_one_by_one(tmp_path, claim_file, monkeypatch, workers):
+    """A claim with ``seed_batch`` = 2 is measured in calls of at most 2 seeds of one setting (variant, scale),
+    never mixing settings, and stores for each seed the point the one-seed measure gives (in process and in a
+    worker pool)."""
+    from harness.engine.claim import get_claim
+    from harness import get_backend
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("EXEC_TEST_BATCH_LOG", str(log))
+    claim = get_claim("exec-batch")
+    with Store(tmp_path / "batch.sqlite") as s, LocalExecutor(workers, progress=False) as ex:
+        run_claims([claim], "ci", ["jax"], store=s, executor=ex)
+        tasks = tasks_for(claim, "ci", "jax")
+        backend = get_backend("jax", "cpu", claim.dtype)
+        for t in tasks:                      # each stored point is the one-seed measure's value at its seed
+            assert s.get(t)[0]["value"] == pytest.approx(claim_file.measure(t.setting, backend)["value"], rel=1e-12)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sum(len(c) for c in calls) == len(tasks)                     # every point measured once
+    assert all(len(c) <= 2 and len({(v, sc) for v, sc, _ in c}) == 1 for c in calls)
+    assert max(len(c) for c in calls) == 2                             # and batched
+
+
+def test_a_batched_measure_returning_the_wrong_count_is_one_line(tmp_path, claim_file, monkeypatch):
+    from harness.engine.claim import get_claim
+    monkeypatch.setenv("EXEC_TEST_BATCH_SHORT", "1")
+    with Store(tmp_path / "s.sqlite") as s, pytest.raises(HarnessError, match="one dict per setting: 2 settings, "
+                                                                              "got 1 results"):
+        run_claims([get_claim("exec-batch")], "ci", ["jax"], store=s, executor=LocalExecutor(1, progress=False))
+
+
+def test_seed_batch_must_be_a_positive_integer(claim_file):
+    from harness.engine.claim import get_claim
+    with pytest.raises(HarnessError, match="seed_batch must be an integer >= 1"):
+        get_claim("exec-batch").variant(id="exec-batch-0", seed_batch=0)
 
 
 def test_local_pool_worker_killed_keeps_finished_points(tmp_path, claim_file, monkeypatch):
@@ -129,6 +179,18 @@ def test_ray_stores_the_same_points_and_survives_a_killed_worker(tmp_path, claim
         stats = ex.run(tasks_for(claim_file, "ci", "jax"), s)
         assert stats["measured"] == len(tasks_for(claim_file, "ci", "jax"))
     assert marker.exists(), "no worker was killed: the test proves nothing"
+    same_points(points(tmp_path / "local.sqlite"), points(tmp_path / "ray.sqlite"))
+
+
+def test_ray_measures_a_seed_batch_in_one_task(tmp_path, claim_file, ray_cluster):
+    """On Ray, a claim with ``seed_batch`` > 1 is one Ray task per batch and stores the in-process points."""
+    from harness.engine.claim import get_claim
+    from harness.engine.executors import RayExecutor
+    claim = get_claim("exec-batch")
+    with Store(tmp_path / "local.sqlite") as s:
+        run_claims([claim], "ci", ["jax"], store=s, executor=LocalExecutor(1, progress=False))
+    with Store(tmp_path / "ray.sqlite") as s:
+        RayExecutor(progress=False).run(tasks_for(claim, "ci", "jax"), s)
     same_points(points(tmp_path / "local.sqlite"), points(tmp_path / "ray.sqlite"))
 
 

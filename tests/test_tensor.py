@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from harness import FunctionModel, HarnessError
-from harness.tensor import (centred_target, dense_loss, dense_tensor, generic_count, gram_loss_and_grad,
+from harness.tensor import (centred_target, dense_loss, dense_tensor, generic_count, gram_gd_update, gram_loss_and_grad,
                             lazy_fit_residual, orthonormal_target, smallest_lazy_m, sym_dim, tangent_jacobian,
-                            target_tensor, train)
+                            target_norm2, target_tensor, train)
 
 
 @st.composite
@@ -259,3 +259,70 @@ def test_a_diverged_batch_element_is_recorded_and_does_not_stop_the_others(backe
     # 5e-8 relative on a relative error of 5e-5), not the other element's NaNs
     np.testing.assert_allclose(both["rel_error"][1], alone["rel_error"][0], rtol=1e-6)
     assert both["steps"][1] == alone["steps"][0]
+
+
+@settings(max_examples=4)
+@given(pr=problems())
+def test_a_target_per_batch_element_is_each_elements_own_problem(backend64, pr):
+    """Q of shape (B, r, d) (C2 trains several seeds' targets as one batch): loss, gradient and fit of element b
+    are those of element b against its own target Q[b] alone, and the target norms are each element's."""
+    be = backend64
+    U, w, a, _ = arrays(pr)
+    rng = np.random.default_rng(pr["seed"] + 1)
+    Qs = rng.standard_normal((pr["B"], pr["r"], pr["d"])) / np.sqrt(pr["d"])
+    with be._context():
+        batched = [be.to_numpy(x) for x in gram_loss_and_grad(*(be.asarray(v) for v in (U, w, a, Qs)), pr["l"],
+                                                               be.ops, pr["p"])]
+        for b in range(pr["B"]):
+            alone = [be.to_numpy(x) for x in gram_loss_and_grad(*(be.asarray(v) for v in (U[b:b + 1], w[b:b + 1], a,
+                                                                                           Qs[b])), pr["l"], be.ops,
+                                                                  pr["p"])]
+            for x, y in zip(batched, alone):
+                np.testing.assert_allclose(x[b], y[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(target_norm2(a, Qs, pr["l"]), [target_norm2(a, q, pr["l"]) for q in Qs], rtol=1e-12)
+
+
+def test_training_a_batch_of_problems_is_training_each_alone(backend64, monkeypatch):
+    """Eight problems (own target, own re-initialisation stream) trained as one batch end as each trained alone:
+    an element that reaches the tolerance is frozen there (its steps are its own), the others train on, and once
+    few are left the batch is compacted to them (the backend then steps fewer rows); re-initialisations draw from
+    each group's own stream."""
+    be = backend64
+    U0, Qs = [], []
+    for s in range(8):
+        rng = np.random.default_rng(s)
+        Qs.append(orthonormal_target(5, 2, rng))
+        U0.append(rng.standard_normal((4, 5)) * (0.05 + 0.05 * (s % 3)) / np.sqrt(5))
+    a = np.array([1.0, 0.6])
+    kw = dict(lr=0.1, max_steps=4000, chunk=200, tol=1e-2, p=1, weight_decay=1e-4, track_fit=False)
+    reinit = lambda rows: (400, 0.025, 0.05, [(r, np.random.default_rng([s, 1])) for s, r in rows])
+    rows_stepped = []
+    iterate = be.iterate
+    monkeypatch.setattr(be, "iterate", lambda key, step, state, n: (rows_stepped.append(state["U"].shape[0]),
+                                                                    iterate(key, step, state, n))[1])
+    both = train(be, np.stack(U0), np.ones((8, 4)), a, np.stack(Qs), 3,
+                 reinit=reinit([(s, [s]) for s in range(8)]), **kw)
+    assert len(set(both["steps"])) > 1 and both["reinits"].sum() > 0, "nothing for the test to check"
+    assert rows_stepped[0] == 8 and min(rows_stepped) < 8, rows_stepped          # compacted
+    for s in range(8):
+        alone = train(be, U0[s][None], np.ones((1, 4)), a, Qs[s], 3, reinit=reinit([(s, [0])]), **kw)
+        assert both["steps"][s] == alone["steps"][0] and both["reinits"][s] == alone["reinits"][0]
+        np.testing.assert_allclose(both["rel_error"][s], alone["rel_error"][0], rtol=1e-6)
+        np.testing.assert_allclose(both["U"][s], alone["U"][0], rtol=1e-6, atol=1e-9)
+
+
+@settings(max_examples=5)
+@given(pr=problems(), wd=st.sampled_from([0.0, 1e-2]))
+def test_fused_gd_update_is_the_gradient_step(backend64, pr, wd):
+    """The training step's fused form A U + C Q (``gram_gd_update``) is U - rate (grad + wd U) with the Gram
+    gradient, at a per-element rate (0 for a frozen element: it stays put), and its fit is the Gram form's."""
+    be = backend64
+    U, w, a, Q = arrays(pr)
+    rate = np.linspace(0.0, 0.3, pr["B"])[:, None]
+    with be._context():
+        args = [be.asarray(v) for v in (U, w, a, Q)]
+        _, grad, fit = (be.to_numpy(x) for x in gram_loss_and_grad(*args, pr["l"], be.ops, pr["p"]))
+        nxt, fit2 = (be.to_numpy(x) for x in gram_gd_update(*args, pr["l"], be.ops, pr["p"], be.asarray(rate), wd,
+                                                             with_fit=True))
+    np.testing.assert_allclose(nxt, U - rate[:, :, None] * (grad + wd * U), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fit2, fit, rtol=1e-10, atol=1e-12)

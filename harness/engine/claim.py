@@ -75,7 +75,7 @@ class Claim:
     statement: str
     premise: dict
     scale_name: str
-    measure: Callable           # measure(setting: Setting, backend) -> {name: float | array}
+    measure: Callable           # measure(setting: Setting, backend) -> {name: float | array} (see seed_batch)
     laws: tuple
     controls: tuple
     tiers: dict
@@ -96,10 +96,19 @@ class Claim:
     # check's per-step panels): ``figure(variant_result, path, title) -> path`` for one backend's claim or control
     # (a :class:`~harness.engine.sweep.VariantResult`: its ``scales`` and every output's ``samples``).
     figure: Callable | None = None
+    # Seeds measured in one call (a training loop batched over networks, e.g. C2's tensor decompositions): with
+    # ``seed_batch > 1`` the measure is ``measure(settings: list[Setting], backend) -> list[dict]``, called with up
+    # to ``seed_batch`` settings that differ only in their seed, returning one result per setting in order. Each
+    # point is still stored (and keyed) on its own, so its value must not depend on which seeds share its call:
+    # it is the value a call with that seed alone returns (test it so). A batch interrupted before it returns
+    # loses its points, as an interrupted point does.
+    seed_batch: int = 1
 
     def __post_init__(self):
         from .stats import MIN_SEEDS
         self._check_declarations()
+        if not isinstance(self.seed_batch, int) or self.seed_batch < 1:
+            raise HarnessError(f"claim {self.id}: seed_batch must be an integer >= 1, got {self.seed_batch!r}")
         if not self.controls:
             raise HarnessError(f"claim {self.id}: a claim needs at least one negative control")
         if not self.laws or not all(isinstance(l, Law) for l in self.laws):

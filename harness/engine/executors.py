@@ -11,8 +11,10 @@ cluster) keeps every finished point and resumes where it stopped.
 - :class:`RayExecutor` (``--executor ray [--address ADDR]``): each task is a Ray task asking for one CPU (one GPU
   with ``--device cuda``) on an existing Ray cluster, or on a local one started for the sweep.
 
-Adding another (Dask, a batch queue): subclass :class:`Executor`, implement ``results`` (submit each task's JSON
-to :func:`measure_task`, yield as they complete) and ``close``, and add it to :func:`make_executor`. A task is
+Adding another (Dask, a batch queue): subclass :class:`Executor`, implement ``results`` (submit each group of
+:func:`group_tasks`' JSON to :func:`measure_batch`, or a single task's to :func:`measure_task`; yield as they
+complete) and ``close``, and add it to :func:`make_executor`. A claim with ``seed_batch`` > 1 measures a group
+of seeds in one call, so its groups must not be split. A task is
 plain JSON (:meth:`Task.to_json`); a worker needs the package installed (and a user's claim files where
 ``Task.source`` says), nothing else.
 """
@@ -56,6 +58,30 @@ def measure_task(task_json: str):
     t0 = time.perf_counter()
     result = task.run()
     return result, time.perf_counter() - t0
+
+
+def measure_batch(task_jsons: list) -> list:
+    """Measure tasks (JSON) that differ only in their seed in one batched call of their claim's measure
+    (``Claim.seed_batch`` > 1): ``[(result, seconds), ...]`` in order, each point charged an equal share of the
+    call's time."""
+    from .sweep import Task, run_batch
+    tasks = [Task.from_json(j) for j in task_jsons]
+    t0 = time.perf_counter()
+    results = run_batch(tasks)
+    share = (time.perf_counter() - t0) / max(len(tasks), 1)
+    return [(r, share) for r in results]
+
+
+def _measured(jobs: list, batched: bool):
+    """``(index, result, seconds)`` for ``jobs`` = ``[(index, task_json), ...]``: one batched call, or one task at
+    a time (each yielded as it finishes)."""
+    if batched:
+        for (index, _), (result, seconds) in zip(jobs, measure_batch([j for _, j in jobs])):
+            yield index, result, seconds
+        return
+    for index, task_json in jobs:
+        result, seconds = measure_task(task_json)
+        yield index, result, seconds
 
 
 class Executor:
@@ -118,24 +144,30 @@ def _pool_worker_init(parent: int, points) -> None:
     one_thread_per_worker(parent)
 
 
-def measure_group(call: int, jobs: list) -> int:
-    """Measure ``[(index, task_json), ...]`` in order in one worker, putting ``(call, index, result, seconds)`` on the
-    pool's queue as each point finishes (so the driver commits it at once). The points of a group share a setting,
-    so what the worker compiles for the first is reused by the rest."""
-    for index, task_json in jobs:
-        result, seconds = measure_task(task_json)
+def measure_group(call: int, jobs: list, batched: bool = False) -> int:
+    """Measure ``[(index, task_json), ...]`` in one worker (in order, or in one call when ``batched``), putting
+    ``(call, index, result, seconds)`` on the pool's queue as each point finishes (so the driver commits it at
+    once). The points of a group share a setting, so what the worker compiles for the first is reused by the
+    rest."""
+    for index, result, seconds in _measured(jobs, batched):
         _POINTS.put((call, index, result, seconds))
     return len(jobs)
 
 
 def group_tasks(tasks: list, size: int = GROUP_SIZE) -> list:
-    """Indices of ``tasks`` grouped by what their compiled kernels depend on (claim, case, variant, scale,
-    backend, device, dtype; not the seed), in plan order, each group cut into chunks of at most ``size``."""
+    """``(indices, batched)`` of ``tasks`` grouped by what their compiled kernels depend on (all but the seed), in
+    plan order, each group cut into chunks of at most ``size`` tasks, or of the claim's ``seed_batch`` for a claim
+    that measures seeds in one batched call (``batched`` True)."""
+    from .sweep import batch_key, seed_batch_of
     groups: dict = {}
     for i, t in enumerate(tasks):
-        s = t.setting
-        groups.setdefault((s.claim, s.case, s.variant, s.scale, t.backend, t.device, t.dtype), []).append(i)
-    return [idx[k:k + size] for idx in groups.values() for k in range(0, len(idx), size)]
+        groups.setdefault(batch_key(t), []).append(i)
+    out = []
+    for idx in groups.values():
+        batch = seed_batch_of(tasks[idx[0]])
+        step = batch if batch > 1 else size
+        out += [(idx[k:k + step], batch > 1) for k in range(0, len(idx), step)]
+    return out
 
 
 class LocalExecutor(Executor):
@@ -169,17 +201,17 @@ class LocalExecutor(Executor):
 
     def results(self, tasks):
         if self.workers == 1 or len(tasks) == 1:
-            for task in tasks:
-                result, seconds = measure_task(task.to_json())
-                yield task, result, seconds
+            for idx, batched in group_tasks(tasks):
+                for index, result, seconds in _measured([(i, tasks[i].to_json()) for i in idx], batched):
+                    yield tasks[index], result, seconds
             return
         import queue as queue_mod
         from concurrent.futures.process import BrokenProcessPool
         pool = self._get_pool()
         self._calls = getattr(self, "_calls", 0) + 1       # points of an earlier, interrupted call are ignored
         call = self._calls
-        futures = {pool.submit(measure_group, call, [(i, tasks[i].to_json()) for i in idx]): idx
-                   for idx in group_tasks(tasks)}
+        futures = {pool.submit(measure_group, call, [(i, tasks[i].to_json()) for i in idx], batched): idx
+                   for idx, batched in group_tasks(tasks)}
         remaining = len(tasks)
         try:
             while remaining:
@@ -253,33 +285,35 @@ class RayExecutor(Executor):
 
     def results(self, tasks):
         ray = self._connect()
-        remote = ray.remote(measure_task)
+        remote = ray.remote(measure_batch)
         refs = {}
-        for t in tasks:
+        for idx, _ in group_tasks(tasks, size=1):         # one task per Ray task, or one seed batch
+            t = tasks[idx[0]]
             gpu = 1 if t.device == "cuda" else 0
             opts = {"num_cpus": 0 if gpu else 1, "num_gpus": gpu, "max_retries": self.max_retries}
             if self.env:
                 opts["runtime_env"] = {"env_vars": {**ONE_THREAD, **self.env}}
-            refs[remote.options(**opts).remote(t.to_json())] = t
+            refs[remote.options(**opts).remote([tasks[i].to_json() for i in idx])] = [tasks[i] for i in idx]
         pending = list(refs)
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
                     try:
-                        result, seconds = ray.get(ref)
+                        measured = ray.get(ref)
                     except ray.exceptions.RayTaskError as e:
                         cause = e.cause if getattr(e, "cause", None) is not None else e
                         if isinstance(cause, HarnessError):
                             raise HarnessError(str(cause)) from None
-                        raise HarnessError(f"{refs[ref].label()} failed on the cluster: "
+                        raise HarnessError(f"{refs[ref][0].label()} failed on the cluster: "
                                            f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
                                            ) from None
                     except ray.exceptions.RayError as e:
-                        raise HarnessError(f"{refs[ref].label()}: the Ray worker died ({type(e).__name__}) after "
+                        raise HarnessError(f"{refs[ref][0].label()}: the Ray worker died ({type(e).__name__}) after "
                                            f"{self.max_retries} retries; every finished point is stored: rerun to "
                                            f"resume") from None
-                    yield refs[ref], result, seconds
+                    for task, (result, seconds) in zip(refs[ref], measured):
+                        yield task, result, seconds
         finally:
             for ref in pending:
                 try:

@@ -71,21 +71,61 @@ class Task:
         s = self.setting
         return (f"{s.claim} [{s.case}] {s.variant} at {s.scale:g}, seed {s.seed} ({self.backend}/{self.device})")
 
-    def run(self) -> dict:
-        """Measure this point (the claim is looked up in the registry by id, loading ``source`` if need be)."""
+    def _resolve(self):
+        """The claim (looked up in the registry by id, loading ``source`` if need be) and the backend."""
         if self.source and self.setting.claim not in registry():
             load_path(self.source)
-        claim = get_claim(self.setting.claim)
-        backend = get_backend(self.backend, self.device, self.dtype)
-        out = claim.measure(self.setting, backend)
-        if not isinstance(out, dict):
-            raise HarnessError(f"claim {claim.id}: measure must return a dict of named measurements, got "
-                               f"{type(out).__name__}")
-        claim.check_outputs(out, self.label())
-        try:
-            return {k: np.asarray(v, dtype=float) for k, v in out.items()}
-        except (TypeError, ValueError) as e:
-            raise HarnessError(f"claim {claim.id}: a measurement at {self.label()} is not numeric ({e})") from None
+        return get_claim(self.setting.claim), get_backend(self.backend, self.device, self.dtype)
+
+    def run(self) -> dict:
+        """Measure this point."""
+        return run_batch([self])[0]
+
+
+def _checked(claim: Claim, out, task: Task) -> dict:
+    if not isinstance(out, dict):
+        raise HarnessError(f"claim {claim.id}: measure must return a dict of named measurements, got "
+                           f"{type(out).__name__}")
+    claim.check_outputs(out, task.label())
+    try:
+        return {k: np.asarray(v, dtype=float) for k, v in out.items()}
+    except (TypeError, ValueError) as e:
+        raise HarnessError(f"claim {claim.id}: a measurement at {task.label()} is not numeric ({e})") from None
+
+
+def batch_key(task: Task) -> tuple:
+    """What the tasks measured in one call (and compiled kernels) share: all but the seed."""
+    s = task.setting
+    return (s.claim, s.case, s.variant, s.scale, json.dumps(s.premise, sort_keys=True, default=str), task.tier,
+            task.backend, task.device, task.dtype, task.code)
+
+
+def run_batch(tasks: list) -> list:
+    """Measure tasks that differ only in their seed: in one call of the claim's measure when it batches seeds
+    (``Claim.seed_batch`` > 1, at most that many per call), else one by one. One result dict per task, in order."""
+    tasks = list(tasks)
+    if not tasks:
+        return []
+    claim, backend = tasks[0]._resolve()
+    if claim.seed_batch == 1:
+        return [_checked(claim, claim.measure(t.setting, backend), t) for t in tasks]
+    if len({batch_key(t) for t in tasks}) != 1 or len(tasks) > claim.seed_batch:
+        raise HarnessError(f"claim {claim.id}: one batched call takes at most {claim.seed_batch} tasks that differ "
+                           f"only in their seed")
+    outs = claim.measure([t.setting for t in tasks], backend)
+    if not isinstance(outs, (list, tuple)) or len(outs) != len(tasks):
+        got = f"{len(outs)} results" if isinstance(outs, (list, tuple)) else type(outs).__name__
+        raise HarnessError(f"claim {claim.id}: a batched measure (seed_batch={claim.seed_batch}) must return a list "
+                           f"of one dict per setting: {len(tasks)} settings, got {got}")
+    return [_checked(claim, out, t) for out, t in zip(outs, tasks)]
+
+
+def seed_batch_of(task: Task) -> int:
+    """The claim's ``seed_batch`` for a task (1 where the claim is not loaded in this process)."""
+    try:
+        return get_claim(task.setting.claim).seed_batch
+    except HarnessError:
+        return 1
 
 
 _CODE: dict = {}
