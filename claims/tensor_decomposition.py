@@ -141,10 +141,11 @@ GD_CHANGES = (
     "some m = r runs).",
 )
 
-# C2 is a draft (the leading underscore keeps it out of the registry) until its recovery law has the power to hold:
-# at 64 seeds per d it was inconclusive (never refuted) in 8/30 (plain GD) and 3/30 (the variant) calibration runs
-# at run alpha 0.05, and in every run at the `claims run --all` level; more seeds need a censoring-aware summary
-# for the m-polylog law first (a seed where no m of the grid recovers records NaN). See the README.
+# C2 plain GD is a draft (the leading underscore keeps it out of the registry): at 64 seeds per d its recovery law
+# was inconclusive (never refuted) in 8/30 calibration runs at run alpha 0.05; more seeds need a censoring-aware
+# summary for the m-polylog law first (a seed in which no m of the grid recovers records NaN, and plain GD stalls
+# at m = 12 in ~3% of seeds at d = 40). The paper's variant (below) is registered: its stalls are rescued by
+# re-initialisation (no seed needed more than m = 6 in 192 at the ci tier). See the README.
 _TENSOR_BEYOND_LAZY = Claim(
     id="tensor-beyond-lazy",
     title="C2: gradient descent from small init recovers a low-rank tensor far below the lazy threshold",
@@ -169,18 +170,28 @@ _TENSOR_BEYOND_LAZY = Claim(
     seed_batch=128,
 )
 
-_TENSOR_BEYOND_LAZY_WANG = _TENSOR_BEYOND_LAZY.variant(
+TENSOR_BEYOND_LAZY_WANG = _TENSOR_BEYOND_LAZY.variant(
     id="tensor-beyond-lazy-wang",
     title="C2 (paper's variant): normalised model, weight decay and re-initialisation",
     statement="Wang et al.'s variant of gradient descent (normalised 2-homogeneous components, weight decay, "
               "re-initialisation of components that shrank) recovers a rank-2 orthogonal T* with m = 8 in at "
               "least 90% of seeds for d = 10, 20, 40; the smallest sufficient m grows at most like log d.",
     premise=dict(GD_PREMISE, m=8, normalised=True, weight_decay=1e-4, reinit_every=500, reinit_below=0.5),
+    tiers={"ci": Tier(scales=(10, 20, 40), seeds=100, control_scales=(40,)),
+           "full": Tier(scales=(10, 20, 40, 80, 160), seeds=100, control_scales=(10, 40, 160),
+                        overrides={"init": 1e-2, "max_steps": 20000, "chunk": 2000})},
     changes=GD_CHANGES + (
         "C2 paper's variant: weight decay 1e-4, re-initialisation every 500 steps of components below half the "
         "init scale, both this suite's choices (the paper's algorithm text was not available; see the module "
-        "docstring).",),
+        "docstring).",
+        "C2 paper's variant: ci seeds 64 -> 100 per d. At 64 the recovery law holds only when all 64 seeds of "
+        "every d recover (one failure leaves the Clopper-Pearson lower bound below 0.9): 27 of 30 calibration "
+        "runs (README). 100 seeds allow 2 failures per d at run alpha 0.05 (a sample-size change for power; the "
+        "law is unchanged). Registered at 100 after the seed batch made it affordable (one batch per d: jax "
+        "42 s, torch 71 s at 64 seeds, 2 cores shared).",
+    ),
 )
+
 
 
 # -- C1: the lazy threshold -----------------------------------------------------------------------------------------
