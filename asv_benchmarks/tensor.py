@@ -86,6 +86,50 @@ class TensorStepPeakmem(TensorStep):
     peakmem_step.version = "tensor-step-peakmem-1"
 
 
+SEED_GRID = (2, 3, 4, 6, 8, 12, 16)          # C2's grid of m, trained as one masked batch per seed
+
+
+def seed_problems(n_seeds, d, l=3):
+    """C2's problems for ``n_seeds`` seeds (a target and a nested small init per seed, every m of the grid):
+    (U0, w, Q) batched over (seed, m), and the number of rows per seed."""
+    G, M = len(SEED_GRID), max(SEED_GRID)
+    mask = np.array([[1.0] * m + [0.0] * (M - m) for m in SEED_GRID])
+    U0, Q = [], []
+    for s in range(n_seeds):
+        rng = np.random.default_rng(s)
+        Q.append(np.repeat(orthonormal_target(d, 2, rng)[None], G, axis=0))
+        U0.append(np.repeat(small_init(1, M, d, 0.05, rng), G, axis=0))
+    return np.concatenate(U0), np.tile(mask, (n_seeds, 1)), np.concatenate(Q), G
+
+
+class TensorTrainSeeds(BackendBenchmark):
+    """C2's training of 16 seeds x the grid of m (7 models each), 300 GD steps (no early stop), float64: in one
+    batch (``batched``: the claim's ``seed_batch``, one ``train`` call) or one seed per call (``per-seed``: the
+    one-seed-per-task loop the engine ran before). The ratio is the gain of batching seeds."""
+    params = BackendBenchmark.params + [["batched", "per-seed"], [10, 40]]
+    param_names = BackendBenchmark.param_names + ["mode", "d"]
+    version = "tensor-train-seeds-1"
+    timeout = 300
+
+    def setup(self, backend, device, mode, d):
+        from harness.tensor import train
+        be = self.make_backend(backend, device, "float64")
+        U0, w, Q, G = seed_problems(16, d)
+        a = np.array([1.0, 0.7])
+        kw = dict(lr=0.1, max_steps=300, chunk=300, track_fit=False)
+        if mode == "batched":
+            self.fn = lambda: train(be, U0, w, a, Q, 3, **kw)
+        else:
+            self.fn = lambda: [train(be, U0[k:k + G], w[k:k + G], a, Q[k:k + G], 3, **kw)
+                               for k in range(0, len(U0), G)]
+        self.fn()                                    # compile (JAX) and warm up
+
+    def time_train(self, backend, device, mode, d):
+        self.fn()
+
+    time_train.version = "tensor-train-seeds-1"
+
+
 def _main():
     """Gram/dense ratio at d = 40, l = 3 (both backends, median of repeats) and the dense step's memory law."""
     import time

@@ -26,8 +26,8 @@ small initialisation with m components below the lazy threshold (22, 77, 287 at 
 the variant m = 8) recovers the rank-2 target T* = q1^3 + 0.7 q2^3 (relative error < 1e-2) in at least 90% of
 seeds at every d = 10, 20, 40 (law ``recovery``: exact Clopper-Pearson interval of the success proportion,
 Bonferroni over d), and the smallest sufficient m (over the grid 2, 3, 4, 6, 8, 12, 16, trained as one batch;
-masked components are inert) grows at most like the paper's log d (law ``m-polylog``: exponent of its seed mean
-in d at most 0.35, the exponent of log d itself over d = 10..40 being log(log 40 / log 10) / log 4 = 0.34). Control ``m=r``: with m = r = 2 training mostly stalls with one
+masked components are inert) grows at most like the paper's log d (law ``m-polylog``: exponent in d of the seed
+mean of min(m*, 16), restricted at the grid's top so that a seed no m recovers counts 16, at most 0.35, the exponent of log d itself over d = 10..40 being log(log 40 / log 10) / log 4 = 0.34). Control ``m=r``: with m = r = 2 training mostly stalls with one
 component fitted, and the recovery law is refuted.
 
 The paper's variant (Wang et al. 2020, the "variant of gradient descent" of the abstract; what is implemented, and
@@ -108,6 +108,8 @@ def beyond_lazy(settings, backend):
         results.append({"recovered": float(ok[i]), "rel_error": float(out["rel_error"][i]),
                         "diverged": float(out["diverged"][i]),
                         "smallest_m": float(min(fits)) if fits else float("nan"),
+                        # restricted at the grid's top: a seed no m of the grid recovers counts as max(grid)
+                        "smallest_m_restricted": float(min(fits)) if fits else float(max(p["grid"])),
                         "lazy_count": float(generic_count(d, p["l"])), "steps": float(out["steps"][i]),
                         "reinits": float(out["reinits"][i])})
     return results
@@ -118,9 +120,10 @@ GD_PREMISE = dict(l=3, a=(1.0, 0.7), m=12, grid=(2, 3, 4, 6, 8, 12, 16), init=0.
 
 RECOVERY = Proportion("recovery", "recovered", (0.9, None),
                       what="fraction of seeds recovering T* (relative error < 1e-2) at the premise's m, worst d")
-M_POLYLOG = PowerLaw("m-polylog", "smallest_m", (None, 0.35),
-                     what="exponent in d of the seed-mean smallest sufficient m (log d over d = 10..40: 0.34)")
-
+M_POLYLOG_RESTRICTED = PowerLaw(
+    "m-polylog", "smallest_m_restricted", (None, 0.35),
+    what="exponent in d of the seed-mean smallest sufficient m restricted at the grid's top (16: a seed that no m "
+         "of the grid recovers counts 16; log d over d = 10..40: 0.34)")
 GD_CHANGES = (
     "C2 init scale 5e-2 and <= 6000 steps at the ci tier (catalogue: 1e-2, <= 8000 steps; the full tier keeps "
     "1e-2 and 20000): the escape time from a small init scales as 1/init, and a pilot (jax, 20 seeds, seeds 0-19 "
@@ -134,6 +137,13 @@ GD_CHANGES = (
     "stalls (63/64 at 3000 steps, the last recovered by 6500). The grid gained 12 and 16.",
     "C2 m-polylog law (catalogue: slope of the smallest sufficient m < 0.3) has band <= 0.35, the exponent of the "
     "paper's own bound log d over d = 10..40 (0.34): 0.3 would reject the paper's O(log d) growth itself.",
+    "C2 m-polylog law on the smallest sufficient m restricted at the grid's top, min(m*, 16) (the restricted mean "
+    "of survival analysis): a seed that no m of the grid recovers has m* > 16, unknown, and its NaN left the "
+    "seed-mean law inconclusive (a 100-seed trial: one such plain-GD seed); min(m*, 16) is observed exactly for "
+    "every seed. The law's estimand is the mean of min(m*, 16): growth confined to the seeds beyond 16 (at most "
+    "10% of them while the recovery law holds at m = 12) is outside it. Changed before any run of the "
+    "restricted statistic; the variant's calibration (below) had no seed beyond 16, so its figures are the "
+    "restricted law's too.",
     "C2 seeds 10 (catalogue) -> 64 per d: with exact Clopper-Pearson intervals a success rate >= 0.9 can be "
     "confirmed only from ~56 successes out of 56 at run alpha 0.05 over 3 d's (Bonferroni).",
     "C2 control m = r: measured at d = 40 only (control_scales), enough to refute a >= 0.9 success rate "
@@ -141,12 +151,7 @@ GD_CHANGES = (
     "some m = r runs).",
 )
 
-# C2 plain GD is a draft (the leading underscore keeps it out of the registry): at 64 seeds per d its recovery law
-# was inconclusive (never refuted) in 8/30 calibration runs at run alpha 0.05; more seeds need a censoring-aware
-# summary for the m-polylog law first (a seed in which no m of the grid recovers records NaN, and plain GD stalls
-# at m = 12 in ~3% of seeds at d = 40). The paper's variant (below) is registered: its stalls are rescued by
-# re-initialisation (no seed needed more than m = 6 in 192 at the ci tier). See the README.
-_TENSOR_BEYOND_LAZY = Claim(
+TENSOR_BEYOND_LAZY = Claim(
     id="tensor-beyond-lazy",
     title="C2: gradient descent from small init recovers a low-rank tensor far below the lazy threshold",
     paper="Wang, Wu, Lee, Ma & Ge 2020 (Thm 1.2; abstract)",
@@ -156,21 +161,28 @@ _TENSOR_BEYOND_LAZY = Claim(
     premise=dict(GD_PREMISE),
     scale_name="d",
     measure=beyond_lazy,
-    laws=(RECOVERY, M_POLYLOG),
+    outputs=("recovered", "rel_error", "diverged", "smallest_m", "smallest_m_restricted", "lazy_count", "steps",
+             "reinits"),
+    laws=(RECOVERY, M_POLYLOG_RESTRICTED),
     controls=(
         Control("m=r", {"m": 2},
                 "m = r = 2: no over-parametrisation; training mostly stalls with one component fitted",
                 refutes=("recovery",)),
     ),
-    tiers={"ci": Tier(scales=(10, 20, 40), seeds=64, control_scales=(40,)),
+    tiers={"ci": Tier(scales=(10, 20, 40), seeds=100, control_scales=(40,)),
            "full": Tier(scales=(10, 20, 40, 80, 160), seeds=100, control_scales=(10, 40, 160),
                         overrides={"init": 1e-2, "max_steps": 20000, "chunk": 2000})},
     scope={"a": ((1.0, 0.7), (1.0, 0.5), (1.0, 0.8))},
-    changes=GD_CHANGES,
+    changes=GD_CHANGES + (
+        "C2 plain GD: ci seeds 64 -> 100 per d. At 64 the recovery law holds only when all 64 seeds of every d "
+        "recover: 22 of 30 calibration runs (README). 100 seeds allow 2 failures per d at run alpha 0.05 (a "
+        "sample-size change for power; the law is unchanged). Registered at 100 after the seed batch made it "
+        "affordable and the m-polylog law became censoring-aware (above).",
+    ),
     seed_batch=128,
 )
 
-TENSOR_BEYOND_LAZY_WANG = _TENSOR_BEYOND_LAZY.variant(
+TENSOR_BEYOND_LAZY_WANG = TENSOR_BEYOND_LAZY.variant(
     id="tensor-beyond-lazy-wang",
     title="C2 (paper's variant): normalised model, weight decay and re-initialisation",
     statement="Wang et al.'s variant of gradient descent (normalised 2-homogeneous components, weight decay, "
