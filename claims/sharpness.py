@@ -35,21 +35,17 @@ back to S = 2).
 """
 import numpy as np
 
-from harness import MLP, sgd
+from claims.coord_check import coord_model         # coord-check's network (its code is part of D3's code hash)
+from harness import sgd
 from harness.data import sin_cos_target, sphere
 from harness.engine.claim import Claim, Control, Tier
 from harness.engine.laws import EveryScale, PowerLaw
 
 
-def sharpness_model(premise, width):
-    return MLP(input_dim=premise["input_dim"], width=int(width), depth=2, parametrisation=premise["parametrisation"],
-               activation="tanh", bias=False, base_width=premise["base_width"], zero_readout=premise["zero_readout"])
-
-
 def sharpness_path(setting, backend):
     """One (width, seed): full-batch GD, with S(t) recorded every ``record_every`` steps."""
     p = setting.premise
-    model = sharpness_model(p, setting.scale)
+    model = coord_model(p, setting.scale)
     x = sphere(p["n_train"], p["input_dim"], p["data_seed"])
     y = sin_cos_target(x)
     lr = p["lr"]

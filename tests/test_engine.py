@@ -167,6 +167,29 @@ def test_store_key_changes_with_the_measure_code(tmp_path):
         assert not s.has(Task(**{**task.__dict__, "code": "0" * 16}))
 
 
+def test_code_hash_covers_the_claim_modules_a_measure_imports_from(tmp_path, monkeypatch):
+    """A claim file that takes a helper from another file of the user's is keyed on both: editing the helper
+    changes the claim's code hash (stale points are not reused); numpy and the harness are not listed (the
+    harness is hashed whole). In the package, D3 takes coord-check's network."""
+    from harness.engine import sweep
+    import claims.sharpness
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "helper_for_hash.py").write_text("def scale(x):\n    return 2.0 * x\n")
+    (tmp_path / "claim_for_hash.py").write_text(
+        "import numpy as np\nfrom harness import MLP\nfrom helper_for_hash import scale\n\n"
+        "def measure(setting, backend):\n    return {'v': scale(np.float64(setting.scale))}\n")
+    import claim_for_hash
+    sources = sweep.measure_sources(claim_for_hash.measure)
+    assert [p.name for p in sources] == ["claim_for_hash.py", "helper_for_hash.py"]
+    claim = get_claim("ntk-init-limit").variant(id="hash-probe", measure=claim_for_hash.measure)
+    before = sweep.code_version(claim)
+    (tmp_path / "helper_for_hash.py").write_text("def scale(x):\n    return 3.0 * x\n")
+    monkeypatch.setattr(sweep, "_CODE", {})
+    assert sweep.code_version(claim) != before
+    assert [p.name for p in sweep.measure_sources(claims.sharpness.SHARPNESS.measure)] == ["coord_check.py",
+                                                                                           "sharpness.py"]
+
+
 def test_family_wise_alpha_is_divided_over_every_verdict():
     from harness.engine.sweep import verdict_count
     a2 = get_claim("ntk-init-limit")         # 3 laws; two controls, each asked to refute one law

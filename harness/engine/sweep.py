@@ -131,28 +131,62 @@ def seed_batch_of(task: Task) -> int:
 _CODE: dict = {}
 
 
-def code_version(claim: Claim) -> str:
-    """A short hash of the source that measures a point: the module defining the claim's measure, every numerics
-    module of the harness (models, backends, kernels, training...; not the engine, whose edits do not change a
-    measurement) and the harness version. Part of each point's store key, so edited code never reuses stale
-    points."""
-    import hashlib
+def measure_sources(measure) -> list:
+    """The source files a claim's measure depends on, beyond the harness (hashed whole) and installed packages:
+    the module defining it (always), and, transitively, every module its module-level names come from that is
+    neither (e.g. a claim file that imports a model builder from another claim file: D3 takes coord-check's)."""
     import inspect
+    import sys
+    import sysconfig
     from pathlib import Path
-    try:
-        src = inspect.getsourcefile(claim.measure) or ""
-    except TypeError:
-        src = ""
-    if src not in _CODE:
+    harness_root = Path(__file__).resolve().parent.parent
+    installed = [Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+
+    def file_of(module) -> Path | None:
+        f = getattr(module, "__file__", None)
+        return Path(f).resolve() if f and f.endswith(".py") else None
+
+    def own(module) -> Path | None:
+        path = file_of(module)
+        if path is None or harness_root in path.parents or any(r in path.parents for r in installed):
+            return None
+        return path
+    first = inspect.getmodule(measure)
+    if first is None or file_of(first) is None:
+        return []
+    seen, todo = {}, [first]
+    while todo:
+        module = todo.pop()
+        path = file_of(module) if module is first else own(module)
+        if path is None or path in seen:
+            continue
+        seen[path] = module
+        for value in list(vars(module).values()):
+            dep = value if inspect.ismodule(value) else sys.modules.get(getattr(value, "__module__", None) or "")
+            if dep is not None:
+                todo.append(dep)
+    return sorted(seen)
+
+
+def code_version(claim: Claim) -> str:
+    """A short hash of the source that measures a point: the files of :func:`measure_sources` (the module
+    defining the claim's measure and the claim modules it imports from), every numerics module of the harness
+    (models, backends, kernels, training...; not the engine, whose edits do not change a measurement) and the
+    harness version. Part of each point's store key, so edited code never reuses stale points."""
+    import hashlib
+    from pathlib import Path
+    sources = measure_sources(claim.measure)
+    key = tuple(str(p) for p in sources)
+    if key not in _CODE:
         root = Path(__file__).resolve().parent.parent          # harness/
         files = [p for p in sorted(root.rglob("*.py"))
                  if p.relative_to(root).parts[0] != "engine" and p.relative_to(root) != Path("errors.py")]
         h = hashlib.sha256(HARNESS_VERSION.encode())
-        for path in ([Path(src)] if src else []) + files:
+        for path in sources + files:
             h.update(str(path.relative_to(root.parent) if root.parent in path.parents else path.name).encode())
             h.update(path.read_bytes())
-        _CODE[src] = h.hexdigest()[:16]
-    return _CODE[src]
+        _CODE[key] = h.hexdigest()[:16]
+    return _CODE[key]
 
 
 def variants(claim: Claim, include_controls: bool = True) -> list[str]:
