@@ -9,7 +9,7 @@ Premise (CLAIMS.md D2): a ReLU MLP with 2 hidden layers and biases, 4-class cros
 ReLU teacher (1024 points on the sphere in R^16, drawn from ``data_seed``), 120 steps of Adam (or SGD) on minibatches
 of 32 (drawn from the task's seed, the same order at every rate), muP relative to the base width 32 in TP-V's
 zero-readout variant, widths 32, 128, 512 (16x; full tier: to 8192). Each task is one (width, seed): it trains the
-same initial network at every rate of the grid (2^-11..2^-3 for Adam, 2^-4..2^7 for SGD, one step per octave) in
+same initial network at every rate of the grid (2^-11..2^-3 for Adam, 2^-4..2^7 for SGD, to 2^10 at SGD's full tier, one step per octave) in
 one batched computation (:func:`harness.transfer.train_lr_grid`) and measures the optimum's location, the vertex
 of the least-squares parabola in log2(lr) through the grid minimum and two neighbours on each side (:func:`harness.transfer.
 optimum_location`), and the loss there.
@@ -123,41 +123,58 @@ LR_TRANSFER_ADAM = Claim(
     ),
 )
 
-# D2-SGD is a draft (the leading underscore keeps it out of the registry): over its scope it is inconclusive in most
-# calibration runs because muP-SGD's optimum at these widths really drifts by about -0.2 octave per doubling, near
-# the band's edge -0.25 (see its changes); more seeds would not help. Issue 11 stays open for it.
-_LR_TRANSFER_SGD = Claim(
+LR_TRANSFER_SGD = Claim(
     id="lr-transfer-sgd",
     title="D2 (SGD): under muP the optimal SGD learning rate is width-independent; under NTK it grows",
     paper="Yang et al. 2021 (TP-V, Table 3); Yang & Hu 2021 (TP-IV)",
     statement="Training a ReLU MLP with SGD under muP (zero readout) for a fixed budget, the learning rate that "
-              "minimises the training loss stays put as the width grows 16x; under the NTK parametrisation the optimum moves to larger rates.",
+              "minimises the training loss stays put as the width grows 16x, and at that rate wider is better; "
+              "under the NTK parametrisation the optimum moves to larger rates.",
     premise=dict(parametrisation="mup", optimizer="sgd", log2_lr=(-4, 7), **_PREMISE),
     scale_name="width",
     measure=lr_optimum,
-    laws=_LAWS[:1],
+    laws=_LAWS,
     controls=(
         Control("ntk", {"parametrisation": "ntk"},
                 "NTK parametrisation, one global SGD rate: the optimum moves to larger rates with width",
                 refutes=("optimum-slope",)),
     ),
-    tiers={**_TIERS, "ci": Tier(scales=(32, 128, 512), seeds=8)},
+    tiers={"ci": Tier(scales=(32, 128, 512), seeds=8),
+           "full": Tier(scales=(32, 128, 512, 2048, 8192), seeds=8, overrides={"log2_lr": (-4, 10)})},
     scope=_SCOPE,
     needs=frozenset(),
     dtype="float32",
     changes=(
-        "D2-SGD ci seeds 6 -> 8 with D2 (Adam)'s change, for power: its earlier calibration was inconclusive in "
+        "D2-SGD was a draft until 2026-11-30 because its muP optimum drifted to smaller rates with the width (about "
+        "-0.2 octave per doubling over 32..512, see the next entries; a pilot to width 2048 on data seed 0 "
+        "found -1.20, -1.54, -1.68, -2.32, -2.70 at widths 32, 128, 512, 1024, 2048, the drift growing, and the "
+        "best loss rising from width 512 on). The cause was the harness, not muP: its abc-table gave every bias, "
+        "the readout's included, the hidden biases' SGD rate x m, where TP-V Table 3 scales a bias's rate with "
+        "its fan-out, which for the readout is the number of classes (finite), so the readout bias's SGD step "
+        "grew with the width (64x at 2048). Fixed in harness/parametrisation.py (kind output_bias, width-"
+        "independent; tests/test_params.py checks the table and that one muP SGD step moves the output "
+        "independently of the width, the old rate planted as its control). Only D2-SGD was affected: D2 (Adam) "
+        "gives biases a width-independent Adam rate, and coord-check and D3 have no biases. After the fix the "
+        "same pilot (data seed 0, 8 seeds, jax): -1.27, -1.24, -1.26, -1.38, -1.11 (7 seeds, sd 0.47) at 32, "
+        "128, 512, 1024, 2048, best losses 0.33, 0.23, 0.19, 0.20, 0.20 (flat from 512 on). With the "
+        "cause gone, 'wider is better' (dropped from the draft, see below) is asserted again, as for Adam and in "
+        "the paper; the claim was then calibrated on fresh seeds (README).",
+        "D2-SGD full tier: grid 2^-4..2^10 (ci 2^-4..2^7) so that the NTK control's optimum stays bracketed at "
+        "width 8192: the pilot's NTK optimum rose by about 0.6 octave per doubling (2.25 at 32 to 6.36 at 2048, "
+        "data seed 0), so about 7.6 at 8192. An extrapolation, not measured: no GPU was lent to this task.",
+        "D2-SGD (draft, before the bias fix) ci seeds 6 -> 8 with D2 (Adam)'s change, for power: its earlier "
+        "calibration was inconclusive in "
         "14 of 19 runs (never refuted). At 8 seeds over the scope (jax, base seeds 208984408..208984423) it held in "
         "5 of 16 runs, inconclusive 11, refuted 0, NTK control rejected 16/16: the per-width seed means of the "
         "optimum are about -1.2, -1.5, -2.0 (log2 lr) at widths 32, 128, 512 in most data seeds (data seed 0, on "
         "which the premise was chosen: -1.3, -1.55, -1.65), a drift of about -0.2 octave per doubling, so the "
-        "slope's interval straddles the band's edge -0.25 whatever the seed count. Kept as a draft; the next "
-        "step is wider widths (the full tier's 2048 and 8192), where muP's finite-width drift should shrink.",
+        "slope's interval straddles the band's edge -0.25 whatever the seed count. It was read then as a "
+        "finite-width drift; the wider pilot and the fix (first entry) showed it was the readout bias's rate.",
         "D2-SGD premise as D2 (Adam), see there; grid 2^-4..2^7 so that both muP's optimum (pilot near 2^-1) and "
         "the NTK control's at width 512 (pilot 2^5..2^6) are bracketed (catalogue pilot: muP +1, NTK +4..+6).",
-        "D2-SGD asserts only the optimum's slope (the issue: 'muP stable, NTK drifting'); 'wider is better' "
-        "was inconclusive in its first ci run (exponent -0.123 [-0.265, 0.0196]): muP-SGD's optimum sits at the "
-        "edge of stability, where the best loss varies by seed (0.20..0.33 at width 512).",
+        "D2-SGD (draft, before the bias fix) asserted only the optimum's slope: 'wider is better' was "
+        "inconclusive in its first ci run (exponent -0.123 [-0.265, 0.0196]); the readout bias's rate x m, which "
+        "pushed the optimum to the edge of stability, is the likely reason. Restored with the fix (first entry).",
         "D2-SGD: when the rate above the grid minimum diverged the optimum is the grid minimum (the NTK control "
         "at width 512 in the pilot: minimum at 2^5, 2^6 diverged); decided before any claim run.",
     ),

@@ -114,7 +114,9 @@ class MLP(Model):
         res = []
         for kind, fan_in, _ in self.layers():
             w = p.layer(kind, fan_in, self.s_w, self.width, self.base_width)
-            b = p.layer("bias", 1, self.bias_std, self.width, self.base_width)
+            # the readout's bias has no infinite dimension (fan-out = output_dim): its own kind
+            b = p.layer("output_bias" if kind == "output" else "bias", 1, self.bias_std, self.width,
+                        self.base_width)
             res.append((w, b))
         return tuple(res)
 
@@ -137,13 +139,19 @@ class MLP(Model):
             ws, bs = scales[l]
             # a multiplier of exactly 1 (standard, muP) is skipped: the same numbers, and eager torch saves a
             # kernel and its backward per layer
-            h = ops.matmul(xs[-1], params[f"W{l}"])
-            if ws.multiplier != 1.0:
-                h = ws.multiplier * h
-            if self.bias:
-                b = params[f"b{l}"]
-                b = b[:, None, :] if b.ndim == 2 else b                           # (E, n) under an ensemble
-                h = h + (b if bs.multiplier == 1.0 else bs.multiplier * b)
+            w = params[f"W{l}"]
+            if self.bias and w.ndim == 2 and xs[-1].ndim == 2 and hasattr(ops, "affine"):
+                # one network: a backend's fused w_mult (x @ W) + b_mult b (torch's addmm: one kernel and one
+                # backward node instead of up to four of each)
+                h = ops.affine(xs[-1], w, params[f"b{l}"], ws.multiplier, bs.multiplier)
+            else:
+                h = ops.matmul(xs[-1], w)
+                if ws.multiplier != 1.0:
+                    h = ws.multiplier * h
+                if self.bias:
+                    b = params[f"b{l}"]
+                    b = b[:, None, :] if b.ndim == 2 else b                       # (E, n) under an ensemble
+                    h = h + (b if bs.multiplier == 1.0 else bs.multiplier * b)
             hs.append(h)
             if l < self.depth:
                 xs.append(act.fn(ops, h))

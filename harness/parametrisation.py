@@ -16,10 +16,15 @@ std (``bias_std`` for biases, whose fan-in is 1). The table (CLAIMS.md section D
 - ``standard`` (SP): sp style, every exponent 0: init var 1/fan_in everywhere, one global learning rate.
 - ``ntk``: ntk style, every exponent 0: W ~ N(0, 1), multiplier s/sqrt(fan_in), one learning rate.
 - ``mup``: sp style. input: SGD lr x m; hidden: Adam lr / m; output: init std x m^-1/2 (var ~ 1/n^2 when
-  ``base_width`` = 1), SGD and Adam lr / m; biases like the input layer. ``zero_readout`` gives the zero-init variant.
+  ``base_width`` = 1), SGD and Adam lr / m; the hidden layers' biases like the input layer (TP-V Table 3: a bias's
+  SGD rate is x fan_out). ``zero_readout`` gives the zero-init variant.
 - ``mean-field``: ntk style with the readout multiplier x m^-1/2 (so 1/n when ``base_width`` = 1) and every
   learning rate x m: the two-layer mean-field net (readout 1/n, lr x n). For deeper nets it is that scaling applied
   layer-wise, not a separate theory.
+
+The readout's bias (kind ``output_bias``) has a finite fan-out (the output dimension), so no entry of any table
+scales it with the width: init, multiplier and both learning rates as at ``m = 1``. (Until 2026-11-30 it shared the
+``bias`` entry, which gave it muP's and mean-field's SGD rate x m: D2-SGD's optimum drifted down with the width.)
 
 At ``m = 1`` (width == base_width) mup coincides with standard, and mean-field with ntk: the multipliers all equal 1.
 """
@@ -31,7 +36,7 @@ import numpy as np
 
 from .errors import HarnessError
 
-LAYER_KINDS = ("input", "hidden", "output", "bias")
+LAYER_KINDS = ("input", "hidden", "output", "bias", "output_bias")
 
 
 @dataclass(frozen=True)

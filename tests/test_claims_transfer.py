@@ -1,5 +1,5 @@
 """Family D at the ci tier on each backend: D2 learning-rate transfer (Yang et al. 2021, TP-V; Adam, muP vs
-standard; the SGD version is a draft), coord-check, and D3 sharpness (Noci et al. 2024), as properties over the
+standard; SGD, muP vs NTK), coord-check, and D3 sharpness (Noci et al. 2024), as properties over the
 data seed drawn from the claim's ``scope`` (seeded by the commit, ``claimcheck.DRAW_SEED``; network seeds derived,
 never searched). Each test runs one drawn premise at family-wise alpha ``FALSE_ALARM`` (divided by the engine over
 the run's verdicts): a true claim is refuted in a test with probability at most ``FALSE_ALARM``. Each asks the
@@ -30,14 +30,13 @@ def test_adam_learning_rate_transfers_under_mup(backend_name, store, premise):
     check_claim("lr-transfer", premise, backend_name, store)
 
 
-D2_SGD_DRAFT = ("D2-SGD (lr-transfer-sgd) is a draft, not registered: over its scope it held in 5 of 16 calibration "
-                "runs at 8 seeds (11 inconclusive, 0 refuted): muP-SGD's optimum drifts by about -0.2 octave per "
-                "doubling at widths 32..512, near the band's edge; issue 11 stays open (claims/lr_transfer.py)")
-
-
-@pytest.mark.skip(reason=D2_SGD_DRAFT)
-def test_sgd_learning_rate_transfers_under_mup():
-    """D2 (SGD): as D2 with SGD; under the NTK parametrisation (control) the optimum moves to larger rates."""
+@pytest.mark.claim
+@CLAIM_SETTINGS
+@given(premise=drawn_premise("lr-transfer-sgd"))
+def test_sgd_learning_rate_transfers_under_mup(backend_name, store, premise):
+    """D2 (SGD): the optimal SGD rate's slope in log2 width is within +-0.25 and wider is better under muP; under
+    the NTK parametrisation (control) the optimum moves to larger rates."""
+    check_claim("lr-transfer-sgd", premise, backend_name, store)
 
 
 def _planted_mup(monkeypatch, backend_name, dtype, **layers):

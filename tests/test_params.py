@@ -66,10 +66,48 @@ def test_mup_table_values(width):
     assert sgd_m["W0"] == pytest.approx(width) and sgd_m["b0"] == pytest.approx(width)
     assert sgd_m["W1"] == 1.0 and sgd_m["W2"] == pytest.approx(1 / width)
     assert adam_m["W0"] == 1.0 and adam_m["W1"] == pytest.approx(1 / width) and adam_m["W2"] == pytest.approx(1 / width)
+    # biases (TP-V Table 3: SGD rate x fan_out): a hidden layer's x m, the readout's (fan-out 2) width-independent
+    assert sgd_m["b1"] == pytest.approx(width) and sgd_m["b2"] == 1.0
+    assert adam_m["b0"] == adam_m["b1"] == adam_m["b2"] == 1.0
+    assert (b_out.init_std, b_out.multiplier) == (b_in.init_std, b_in.multiplier) == (m.bias_std, 1.0)
     # mean-field: ntk style, readout multiplier s_w / sqrt(n) * n^-1/2 = s_w / n, every SGD lr x n
     mf = MLP(5, width, 1, "mean-field", "tanh", base_width=1)
     assert mf.scales()[-1][0].multiplier == pytest.approx(mf.s_w / width, rel=1e-14)
     assert set(np.round(list(mf.lr_multipliers("sgd").values()), 9)) == {float(width)}
+
+
+def _one_sgd_step_output_change(backend, parametrisation, width, base_width, seed):
+    """mean |f_1(x) - f_0(x)| after one full-batch SGD step at rate 0.5 on 0.5 * MSE, ReLU MLP with biases, zero
+    readout, every target 1 (so the readout's and its bias's contributions add, with no cancellation)."""
+    x = np.random.default_rng(seed).standard_normal((16, 8)) / np.sqrt(8)
+    y = np.ones((16, 1))
+    m = MLP(8, width, 2, parametrisation, "relu", bias=True, base_width=base_width, zero_readout=True)
+    p = backend.init(m, seed)
+    res = backend.train(m, p, x, y, sgd(0.5), steps=1)
+    return float(np.mean(np.abs(backend.apply(m, res.params, x) - backend.apply(m, p, x))))
+
+
+def test_mup_sgd_step_moves_the_output_independently_of_width(backend64, monkeypatch):
+    """TP-V's defining property, with biases: under muP one SGD step changes the output by O(1) at every width.
+    With a zero readout the change is the readout layer's own update, (lr / m) |x_L|^2 g ~ O(1), plus the readout
+    bias's, lr g: a bias rate x m (the hidden biases' rule, wrongly applied to the readout's finite fan-out: the
+    table before 2026-11-30) makes the second grow ~ width. Widths 64 and 4096 (m = 1 and 64), 4 seeds, float64,
+    deterministic. Measured: ratio of the mean changes about 0.9 with the correct table, about 12 with the planted
+    rate; the band [1/4, 4] puts its edges about half-way, in log scale, between 1 and 12. Control: the planted
+    rate must land above 4."""
+    from harness.parametrisation import Parametrisation
+
+    def ratio(backend):
+        small = np.mean([_one_sgd_step_output_change(backend, "mup", 64, 64, s) for s in range(4)])
+        wide = np.mean([_one_sgd_step_output_change(backend, "mup", 4096, 64, s) for s in range(4)])
+        return wide / small
+    r = ratio(backend64)
+    assert 1 / 4 < r < 4, r
+    mup = PARAMETRISATIONS["mup"]
+    planted = Parametrisation("mup", mup.style, {**mup.table, "output_bias": mup.table["bias"]})
+    monkeypatch.setitem(PARAMETRISATIONS, "mup", planted)
+    fresh = type(backend64)(device="cpu", dtype="float64")       # its compiled steps hold the table they saw
+    assert ratio(fresh) > 4, "the planted readout-bias rate x m was not detected"
 
 
 def test_mup_readout_init_std_sampled():

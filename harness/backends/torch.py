@@ -30,6 +30,11 @@ class TorchOps:
     def relu(self, x):
         return self.torch.relu(x)
 
+    def affine(self, x, w, b, w_mult=1.0, b_mult=1.0):
+        """``w_mult * (x @ w) + b_mult * b`` for 2-D ``x``, ``w`` and 1-D ``b`` as one ``addmm``: one kernel and one
+        autograd node where the unfused form has up to four of each (eager torch pays per operation)."""
+        return self.torch.addmm(b, x, w, beta=b_mult, alpha=w_mult)
+
     def heaviside(self, x):
         return (x > 0).to(x.dtype)
 
