@@ -10,6 +10,7 @@ the width must refute D2 (the hidden-layer error alone moves the optimum, but le
 hidden-layer error alone must fail the coordinate check, and muP's readout SGD rate not divided by the width must
 refute D3.
 """
+import numpy as np
 import pytest
 from hypothesis import given
 
@@ -131,3 +132,19 @@ def test_planted_error_in_the_mup_readout_rate_refutes_sharpness(mc_backend, mon
         (result,) = run_claim(PLANTED_SHARPNESS, "ci", mc_backend.framework_name, store=store,
                               include_controls=False)
     assert result.verdict == "refuted", [(r.law, r.estimate, r.verdict) for r in result.claim_result.laws]
+
+
+def test_sharpness_standard_control_skips_training_without_changing_s_init(backend64):
+    """D3's standard control sets steps to 0 (its second flip): it is asked only about S at initialisation, which is
+    recorded before the first step, so it must measure exactly the S(0) that 300 steps of training would record."""
+    from claims.sharpness import sharpness_path
+    from harness.engine.claim import Setting
+    flip = dict(next(c for c in SHARPNESS.controls if c.name == "standard").flip)
+    assert flip.pop("steps") == 0
+    trained = {**SHARPNESS.premise, **flip}
+    for width, seed in ((64, 3), (128, 4)):
+        full = sharpness_path(Setting("sharpness", "standard", "default", trained, width, seed), backend64)
+        init = sharpness_path(Setting("sharpness", "standard", "default", {**trained, "steps": 0}, width, seed),
+                              backend64)
+        assert init["S_init"] == full["S_init"] and np.isfinite(init["S_init"])
+        assert list(init["S_steps"]) == [0.0]
