@@ -141,13 +141,88 @@ def compare(widths=(128, 256, 512, 1024, 2048), seeds=4, steps=5):
     return rows
 
 
+def trajectories(widths=(32, 128, 512, 2048), steps=5, lr=0.5, base=32, input_dim=16, classes=4, seed=0,
+                 table=None):
+    """The same network trained by both implementations, biases included: D2-SGD's model (ReLU MLP, 2 hidden
+    layers with biases, muP with a zero readout, base width ``base``), full-batch SGD at ``lr`` on 0.5 * MSE to
+    one-hot teacher labels, float64. mup's ``nn.Linear`` layers and ``MuReadout`` (bias on) are loaded with the
+    harness's initial weights, ``MuSGD`` trains them. muP is one function-space dynamics in any of its equivalent
+    abc forms (the harness puts the readout's 1/m in its rate, mup in its forward pass and x m in its rate), so
+    the outputs must agree to rounding at every step. Rows: (width, largest |f_mup - f_harness| over the steps,
+    largest |f_harness - f_harness(0)|). ``table``: a muP abc-table to plant instead of the harness's."""
+    import torch
+    from torch import nn
+    from mup import MuReadout, MuSGD, set_base_shapes
+    from harness import MLP, get_backend, sgd
+    from harness import parametrisation as P
+    from harness.transfer import teacher_classes
+
+    torch.set_default_dtype(torch.float64)
+    x, y = teacher_classes(64, input_dim, classes, seed)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+
+    def net(n):
+        return nn.Sequential(nn.Linear(input_dim, n), nn.ReLU(), nn.Linear(n, n), nn.ReLU(),
+                             MuReadout(n, classes, readout_zero_init=True))
+    real = P.PARAMETRISATIONS["mup"]
+    if table is not None:
+        P.PARAMETRISATIONS["mup"] = P.Parametrisation("mup", real.style, {**real.table, **table})
+    try:
+        be = type(get_backend("torch"))(device="cpu", dtype="float64")     # compiled steps hold their table
+        rows = []
+        for n in widths:
+            model = MLP(input_dim=input_dim, width=n, depth=2, parametrisation="mup", activation="relu",
+                        output_dim=classes, bias=True, base_width=base, zero_readout=True)
+            params = be.init(model, seed)
+            run = be.train(model, params, x, y, sgd(lr), steps, record={
+                "f": lambda p, t: be.to_numpy(be.apply(model, p, x))})
+            ours = [np.asarray(f) for f in run.history["f"]]
+            theirs_net = net(n)
+            set_base_shapes(theirs_net, net(base), delta=net(2 * base))
+            w = be.export_params(params)
+            with torch.no_grad():
+                for i, layer in enumerate((theirs_net[0], theirs_net[2], theirs_net[4])):
+                    layer.weight.copy_(torch.as_tensor(w[f"W{i}"].T))
+                    layer.bias.copy_(torch.as_tensor(w[f"b{i}"]))
+            opt = MuSGD(theirs_net.parameters(), lr=lr)
+            theirs = []
+            for _ in range(steps + 1):
+                out = theirs_net(xt)
+                theirs.append(out.detach().numpy().copy())
+                opt.zero_grad()
+                (0.5 * ((out - yt) ** 2).sum() / xt.shape[0]).backward()
+                opt.step()
+            rows.append((n, max(float(np.max(np.abs(a - b))) for a, b in zip(theirs, ours)),
+                         max(float(np.max(np.abs(b - ours[0]))) for b in ours)))
+        return rows
+    finally:
+        P.PARAMETRISATIONS["mup"] = real
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--widths", default="128,256,512,1024,2048")
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--trajectory", action="store_true",
+                    help="instead: train D2-SGD's network (biases on) in both implementations from the same weights "
+                         "and compare the outputs step by step, with the harness's table and with the readout "
+                         "bias's SGD rate x m planted (its table before 2026-11-30)")
     args = ap.parse_args(argv)
     widths = tuple(int(w) for w in args.widths.split(","))
+    if args.trajectory:
+        from harness import parametrisation as P
+        ok = True
+        print(f"muP SGD trajectories, mup 1.0.0 against the harness, {args.steps} full-batch steps at lr 0.5, "
+              "float64: largest |f_mup - f_harness| over the steps (and the largest change of f, for scale)")
+        print("| width | harness table | readout bias rate x m (planted) |")
+        print("|---|---|---|")
+        right = trajectories(widths, args.steps)
+        planted = trajectories(widths, args.steps, table={"output_bias": P.PARAMETRISATIONS["mup"].table["bias"]})
+        for (n, d, c), (_, dp, cp) in zip(right, planted):
+            print(f"| {n} | {d:.1e} (change {c:.3g}) | {dp:.1e} (change {cp:.3g}) |")
+            ok &= d <= 1e-9 * max(c, 1.0)
+        return 0 if ok else 1
     rows = compare(widths, args.seeds, args.steps)
     print(f"coordinate check, widths {widths}, {args.seeds} seeds, after {args.steps} steps; exponent of the "
           f"seed-mean statistic in the width (band |e| <= {BAND})")
