@@ -142,18 +142,20 @@ def compare(widths=(128, 256, 512, 1024, 2048), seeds=4, steps=5):
 
 
 def trajectories(widths=(32, 128, 512, 2048), steps=5, lr=0.5, base=32, input_dim=16, classes=4, seed=0,
-                 table=None):
+                 table=None, optimizer="sgd", eps=1e-8):
     """The same network trained by both implementations, biases included: D2-SGD's model (ReLU MLP, 2 hidden
-    layers with biases, muP with a zero readout, base width ``base``), full-batch SGD at ``lr`` on 0.5 * MSE to
-    one-hot teacher labels, float64. mup's ``nn.Linear`` layers and ``MuReadout`` (bias on) are loaded with the
-    harness's initial weights, ``MuSGD`` trains them. muP is one function-space dynamics in any of its equivalent
+    layers with biases, muP with a zero readout, base width ``base``), full-batch SGD (or Adam) at ``lr`` on
+    0.5 * MSE to one-hot teacher labels, float64. mup's ``nn.Linear`` layers and ``MuReadout`` (bias on) are loaded
+    with the harness's initial weights, ``MuSGD`` (``MuAdam``) trains them. muP is one function-space dynamics in any of its equivalent
     abc forms (the harness puts the readout's 1/m in its rate, mup in its forward pass and x m in its rate), so
     the outputs must agree to rounding at every step. Rows: (width, largest |f_mup - f_harness| over the steps,
-    largest |f_harness - f_harness(0)|). ``table``: a muP abc-table to plant instead of the harness's."""
+    largest |f_harness - f_harness(0)|). ``table``: a muP abc-table to plant instead of the harness's. Adam
+    (``eps`` on both sides): the two forms differ through eps alone, the readout's denominator |g| + eps against
+    |g| + m eps."""
     import torch
     from torch import nn
-    from mup import MuReadout, MuSGD, set_base_shapes
-    from harness import MLP, get_backend, sgd
+    from mup import MuAdam, MuReadout, MuSGD, set_base_shapes
+    from harness import MLP, adam, get_backend, sgd
     from harness import parametrisation as P
     from harness.transfer import teacher_classes
 
@@ -174,7 +176,7 @@ def trajectories(widths=(32, 128, 512, 2048), steps=5, lr=0.5, base=32, input_di
             model = MLP(input_dim=input_dim, width=n, depth=2, parametrisation="mup", activation="relu",
                         output_dim=classes, bias=True, base_width=base, zero_readout=True)
             params = be.init(model, seed)
-            run = be.train(model, params, x, y, sgd(lr), steps, record={
+            run = be.train(model, params, x, y, sgd(lr) if optimizer == "sgd" else adam(lr, eps=eps), steps, record={
                 "f": lambda p, t: be.to_numpy(be.apply(model, p, x))})
             ours = [np.asarray(f) for f in run.history["f"]]
             theirs_net = net(n)
@@ -184,7 +186,8 @@ def trajectories(widths=(32, 128, 512, 2048), steps=5, lr=0.5, base=32, input_di
                 for i, layer in enumerate((theirs_net[0], theirs_net[2], theirs_net[4])):
                     layer.weight.copy_(torch.as_tensor(w[f"W{i}"].T))
                     layer.bias.copy_(torch.as_tensor(w[f"b{i}"]))
-            opt = MuSGD(theirs_net.parameters(), lr=lr)
+            opt = (MuSGD(theirs_net.parameters(), lr=lr) if optimizer == "sgd"
+                   else MuAdam(theirs_net.parameters(), lr=lr, eps=eps))
             theirs = []
             for _ in range(steps + 1):
                 out = theirs_net(xt)
@@ -213,15 +216,21 @@ def main(argv=None):
     if args.trajectory:
         from harness import parametrisation as P
         ok = True
-        print(f"muP SGD trajectories, mup 1.0.0 against the harness, {args.steps} full-batch steps at lr 0.5, "
-              "float64: largest |f_mup - f_harness| over the steps (and the largest change of f, for scale)")
-        print("| width | harness table | readout bias rate x m (planted) |")
-        print("|---|---|---|")
+        print(f"muP trajectories, mup 1.0.0 against the harness, {args.steps} full-batch steps, float64: largest "
+              "|f_mup - f_harness| over the steps (and the largest change of f, for scale)")
+        print("| width | SGD 0.5, harness table | SGD 0.5, readout bias rate x m (planted) | Adam 2^-6, eps 1e-14 | "
+              "Adam 2^-6, eps 1e-8 |")
+        print("|---|---|---|---|---|")
         right = trajectories(widths, args.steps)
         planted = trajectories(widths, args.steps, table={"output_bias": P.PARAMETRISATIONS["mup"].table["bias"]})
-        for (n, d, c), (_, dp, cp) in zip(right, planted):
-            print(f"| {n} | {d:.1e} (change {c:.3g}) | {dp:.1e} (change {cp:.3g}) |")
-            ok &= d <= 1e-9 * max(c, 1.0)
+        # Adam: the two forms differ through eps only (mup's readout gradient is 1/m of the harness's), so the
+        # equivalence is checked with a negligible eps; the default's difference is shown beside it
+        adam_exact = trajectories(widths, args.steps, lr=2.0 ** -6, optimizer="adam", eps=1e-14)
+        adam_default = trajectories(widths, args.steps, lr=2.0 ** -6, optimizer="adam")
+        for (n, d, c), (_, dp, cp), (_, da, ca), (_, dd, _) in zip(right, planted, adam_exact, adam_default):
+            print(f"| {n} | {d:.1e} (change {c:.3g}) | {dp:.1e} (change {cp:.3g}) | {da:.1e} (change {ca:.3g}) "
+                  f"| {dd:.1e} |")
+            ok &= d <= 1e-9 * max(c, 1.0) and da <= 1e-9 * max(ca, 1.0)
         return 0 if ok else 1
     rows = compare(widths, args.seeds, args.steps)
     print(f"coordinate check, widths {widths}, {args.seeds} seeds, after {args.steps} steps; exponent of the "
