@@ -37,37 +37,6 @@ class TrainStep(BackendBenchmark):
     time_step.version = "train-step-1"
 
 
-class LRGrid(BackendBenchmark):
-    """D2's task (``claims/lr_transfer.py``): one initial network trained at each of 9 Adam rates (2^-11..2^-3),
-    minibatches of 32 from 1024 teacher-labelled points, 4-class cross-entropy, muP relative to base width 32, 40
-    steps (the claim runs 120), float32. ``batched``: the whole grid as one ensemble, one compiled step
-    (``train_lr_grid``, what the claim runs); ``per-rate``: one rate after another (``batched=False``), the
-    one-configuration-per-run loop. The ratio is the gain of batching the grid."""
-    params = BackendBenchmark.params + [["batched", "per-rate"], [128, 512]]
-    param_names = BackendBenchmark.param_names + ["mode", "width"]
-    version = "lr-grid-1"
-    timeout = 300
-
-    def setup(self, backend, device, mode, width):
-        import numpy as np
-        from harness import MLP
-        from harness.transfer import teacher_classes, train_lr_grid
-        be = self.make_backend(backend, device)
-        model = MLP(input_dim=16, width=width, depth=2, parametrisation="mup", activation="relu", output_dim=4,
-                    bias=True, base_width=32, zero_readout=True)
-        x, y = teacher_classes(1024, 16, 4, 0)
-        params = be.init(model, 0)
-        lrs = 2.0 ** np.arange(-11, -2, dtype=float)
-        self.fn = lambda: train_lr_grid(be, model, params, x, y, "adam", lrs, 40, loss="cross_entropy",
-                                        batch_size=32, seed=1, batched=mode == "batched")
-        self.fn()                                    # compile (JAX) and warm up
-
-    def time_train(self, backend, device, mode, width):
-        self.fn()                                    # returns NumPy losses: synchronised
-
-    time_train.version = "lr-grid-1"
-
-
 # -- `python -m asv_benchmarks.training [THREADS...]`: the torch / JAX ratio at matched thread counts ------------
 # asv runs each backend with its own default threads (torch: one, HARNESS_TORCH_THREADS; XLA: every core), which
 # is not a like-for-like comparison. This prints TrainStep for both at the same intra-op thread count, each
