@@ -9,10 +9,10 @@ Premise (CLAIMS.md D2): a ReLU MLP with 2 hidden layers and biases, 4-class cros
 ReLU teacher (1024 points on the sphere in R^16, drawn from ``data_seed``), 120 steps of Adam (or SGD) on minibatches
 of 32 (drawn from the task's seed, the same order at every rate), muP relative to the base width 32 in TP-V's
 zero-readout variant, widths 32, 128, 512 (16x; full tier: to 8192). Each task is one (width, seed): it trains the
-same initial network at every rate of the grid (2^-11..2^-3 for Adam, 2^-4..2^7 for SGD, to 2^10 at SGD's full tier, one step per octave) in
-one batched computation (:func:`harness.transfer.train_lr_grid`) and measures the optimum's location, the vertex
-of the least-squares parabola in log2(lr) through the grid minimum and two neighbours on each side (:func:`harness.transfer.
-optimum_location`), and the loss there.
+same initial network at every rate of the grid (2^-11..2^-3 for Adam, 2^-4..2^7 for SGD, to 2^10 at SGD's full
+tier, one step per octave) in one batched computation (:func:`harness.transfer.train_lr_grid`) and measures the
+optimum's location, the vertex of the least-squares parabola in log2(lr) through the grid minimum and two
+neighbours on each side (:func:`harness.transfer.optimum_location`), and the loss there.
 
 Laws. ``optimum-slope``: the slope of the optimum's log2 location against log2 width (grid steps per doubling)
 lies within +-0.25: the catalogue's "moves <= 1 grid step across a >= 16x width range" (4 doublings), as an
