@@ -164,7 +164,8 @@ LR_TRANSFER_SGD = Claim(
         "at run alpha 0.05 but in 8 of 16 at law alpha 0.000526 (8 inconclusive, 0 refuted; every run's slope "
         "estimate within +-0.09, but the interval at that level, about +-0.23 wide at 8 seeds, reached past the "
         "band). 12 seeds narrow it to about +-0.16 (normal approximation with the per-width seed sds of 0.2-0.5 "
-        "seen there), as D2 (Adam) has. Confirmed by a fresh calibration at 12 seeds (README).",
+        "seen there), as D2 (Adam) has. Confirmed on fresh base seeds 823746233..823746248: 16 of 16 hold at run "
+        "alpha 0.05, 15 of 16 at 0.000526 (1 inconclusive), 0 refuted, NTK control rejected 16/16.",
         "D2-SGD full tier: grid 2^-4..2^10 (ci 2^-4..2^7) so that the NTK control's optimum stays bracketed at "
         "width 8192: the pilot's NTK optimum rose by about 0.6 octave per doubling (2.25 at 32 to 6.36 at 2048, "
         "data seed 0), so about 7.6 at 8192. An extrapolation, not measured: no GPU was lent to this task.",
