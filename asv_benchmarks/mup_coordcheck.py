@@ -143,13 +143,13 @@ def compare(widths=(128, 256, 512, 1024, 2048), seeds=4, steps=5):
 
 def trajectories(widths=(32, 128, 512, 2048), steps=5, lr=0.5, base=32, input_dim=16, classes=4, seed=0,
                  table=None, optimizer="sgd", eps=1e-8):
-    """The same network trained by both implementations, biases included: D2-SGD's model (ReLU MLP, 2 hidden
-    layers with biases, muP with a zero readout, base width ``base``), full-batch SGD (or Adam) at ``lr`` on
-    0.5 * MSE to one-hot teacher labels, float64. mup's ``nn.Linear`` layers and ``MuReadout`` (bias on) are loaded
-    with the harness's initial weights, ``MuSGD`` (``MuAdam``) trains them. muP is one function-space dynamics in
-    any of its equivalent abc forms (the harness puts the readout's 1/m in its rate, mup in its forward pass and x m in its rate), so
-    the outputs must agree to rounding at every step. Rows: (width, largest |f_mup - f_harness| over the steps,
-    largest |f_harness - f_harness(0)|). ``table``: a muP abc-table to plant instead of the harness's. Adam
+    """The same network trained by both implementations, biases included: D2-SGD's model (ReLU MLP, 2 hidden layers
+    with biases, muP with a zero readout, base width ``base``), full-batch SGD (or Adam) at ``lr`` on 0.5 * MSE to
+    one-hot teacher labels, float64. mup's ``nn.Linear`` layers and ``MuReadout`` (bias on) are loaded with the
+    harness's initial weights, ``MuSGD`` (``MuAdam``) trains them. muP is one function-space dynamics in any of its
+    equivalent abc forms (the harness puts the readout's 1/m in its rate, mup in its forward pass and x m in its
+    rate), so the outputs must agree to rounding at every step. Rows: (width, largest |f_mup - f_harness| over the
+    steps, largest |f_harness - f_harness(0)|). ``table``: a muP abc-table to plant instead of the harness's. Adam
     (``eps`` on both sides): the two forms differ through eps alone, the readout's denominator |g| + eps against
     |g| + m eps."""
     import torch

@@ -280,14 +280,15 @@ def train(backend, U0: np.ndarray, w: np.ndarray, a, Q, l: int, *, lr: float, ma
     recorded as diverged (relative error NaN) and holds the others back no longer; the loop stops when every
     element is frozen or diverged. Once at most a quarter of the rows the backend steps are live, they are
     compacted to the live ones (padded to a power of two with inert copies, so a compiling backend sees few
-    shapes): the work follows the elements still training, not the batch it started with. ``reinit``: ``(every, threshold, scale, rng)``: every ``every`` steps, each live
-    component with ||u_j|| < threshold is redrawn as N(0, scale^2 / d), drawn in NumPy (the same on every
-    backend) from ``rng``, a Generator for the whole batch or a list of ``(rows, Generator)``, one stream per
-    group of rows (C2: per seed, so a seed's draws do not depend on the seeds batched with it); draws go in
-    row-major order over the (row, component) pairs of each group. ``track_fit=False`` skips the half-fit times
-    (fewer operations per step). ``n_fit`` / ``fit0``: half-fit times are recorded for the first ``n_fit`` target
-    components (default all), measured above ``fit0`` (B, n_fit) (the centred model's value at the start, see
-    :func:`centred_target`)."""
+    shapes): the work follows the elements still training, not the batch it started with.
+
+    ``reinit``: ``(every, threshold, scale, rng)``: every ``every`` steps, each live component with ||u_j|| <
+    threshold is redrawn as N(0, scale^2 / d), drawn in NumPy (the same on every backend) from ``rng``, a Generator
+    for the whole batch or a list of ``(rows, Generator)``, one stream per group of rows (C2: per seed, so a seed's
+    draws do not depend on the seeds batched with it); draws go in row-major order over the (row, component) pairs
+    of each group. ``track_fit=False`` skips the half-fit times (fewer operations per step). ``n_fit`` / ``fit0``:
+    half-fit times are recorded for the first ``n_fit`` target components (default all), measured above ``fit0``
+    (B, n_fit) (the centred model's value at the start, see :func:`centred_target`)."""
     U0 = np.asarray(U0, dtype=float)
     B, m, d = U0.shape
     a = np.asarray(a, dtype=float)
