@@ -32,13 +32,49 @@ from ..errors import HarnessError
 from .laws import Law
 
 
+MAX_LOOKS = 6            # looks of a sequential design at most (each costs a Bonferroni share of a law's alpha)
+
+
 @dataclass(frozen=True)
 class Tier:
-    """A sweep size: ``scales`` (widths, output scales, dimensions...), ``seeds`` per scale, premise overrides."""
+    """A sweep size: ``scales`` (widths, output scales, dimensions...), seeds per scale, premise overrides.
+
+    Seeds come in a *sequential design*: ``seeds`` is the first batch; while a law is still inconclusive, more seeds
+    are measured in stages (the count doubles) up to ``max_seeds`` (default ``seeds``: one look, a fixed design). A
+    control starts from ``control_seeds`` (default ``seeds``) and stops as soon as it is refuted. Each look is
+    evaluated at the law's alpha divided by the variant's number of looks (Bonferroni over looks), so the chance
+    that any look refutes a true law stays within the law's alpha however the looks stop (see
+    :mod:`harness.engine.sweep`). ``design`` states the power calculation the batch sizes come from (``claims
+    design``: the estimate's distance from the band edge against its standard error per seed, on the claim's own
+    calibration records)."""
     scales: tuple
     seeds: int
     overrides: dict = field(default_factory=dict)
     control_scales: tuple | None = None     # a control may need its own grid (default: ``scales``)
+    max_seeds: int | None = None            # the cap of the sequential design (default: ``seeds``, one look)
+    control_seeds: int | None = None        # a control's first batch (default: ``seeds``)
+    design: str = ""                        # the power calculation behind seeds / max_seeds / control_seeds
+
+    def looks(self, variant: str = "claim") -> tuple:
+        """Seeds per scale at each look of ``variant`` ("claim" or a control's name): the first batch, doubling,
+        then the cap."""
+        return sequential_looks(self.seeds if variant == "claim" or self.control_seeds is None
+                                else self.control_seeds, self.cap)
+
+    @property
+    def cap(self) -> int:
+        return self.seeds if self.max_seeds is None else self.max_seeds
+
+
+def sequential_looks(first: int, cap: int) -> tuple:
+    """``first``, ``2 first``, ``4 first``... while below ``cap``, then ``cap``: the seeds per scale at each look."""
+    first, cap = int(first), int(max(cap, first))
+    out = [first]
+    while out[-1] * 2 < cap:
+        out.append(out[-1] * 2)
+    if out[-1] < cap:
+        out.append(cap)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -123,9 +159,19 @@ class Claim:
                 raise HarnessError(f"claim {self.id}: control {c.name} flips {len(c.flip)} settings "
                                    f"({', '.join(c.flip)}); flip one, or say why in why_several")
         for name, t in self.tiers.items():
-            if t.seeds < MIN_SEEDS:
-                raise HarnessError(f"claim {self.id}: tier {name} has {t.seeds} seeds per scale; a confidence "
-                                   f"interval needs at least {MIN_SEEDS}")
+            for what, n in (("seeds", t.seeds), ("control_seeds", t.control_seeds)):
+                if n is not None and (not isinstance(n, int) or n < MIN_SEEDS):
+                    raise HarnessError(f"claim {self.id}: tier {name} has {what}={n!r} per scale; a confidence "
+                                       f"interval needs at least {MIN_SEEDS}")
+            if t.max_seeds is not None and (not isinstance(t.max_seeds, int)
+                                            or t.max_seeds < max(t.seeds, t.control_seeds or 0)):
+                raise HarnessError(f"claim {self.id}: tier {name} has max_seeds={t.max_seeds!r}, below its first "
+                                   f"batch ({max(t.seeds, t.control_seeds or 0)} seeds)")
+            for variant in ["claim"] + [c.name for c in self.controls]:
+                if len(t.looks(variant)) > MAX_LOOKS:
+                    raise HarnessError(f"claim {self.id}: tier {name} makes {len(t.looks(variant))} looks "
+                                       f"{t.looks(variant)} for {variant}; at most {MAX_LOOKS} (raise the first "
+                                       f"batch or lower max_seeds)")
 
     def _check_declarations(self):
         def fail(msg):

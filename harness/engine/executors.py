@@ -107,6 +107,10 @@ class Executor:
     def describe(self) -> str:
         return self.name
 
+    def pipeline(self, store, label: str = "") -> Pipeline:
+        """Measure tasks submitted as the sweep goes (see :class:`Pipeline`); by default one stage at a time."""
+        return Pipeline(self, store, label)
+
     def run(self, tasks: Iterable, store, label: str = "") -> dict:
         """Measure the tasks the store lacks, committing each point as it arrives. Returns counts and seconds."""
         tasks = list(tasks)
@@ -132,6 +136,142 @@ class Executor:
             if bar is not None:
                 bar.stop()
         return stats
+
+
+class Pipeline:
+    """Tasks submitted while earlier ones are still being measured (a sequential design adds a variant's next look
+    as soon as its current look is in, without waiting for the rest of the sweep). :meth:`submit` queues tasks the
+    store lacks; :meth:`wait` blocks until some have been measured and committed, and returns them ([] when nothing
+    is pending). This base form is synchronous (what an executor without its own pipeline gets): ``wait``
+    measures everything queued with :meth:`Executor.run`, as one stage."""
+
+    def __init__(self, executor: "Executor", store, label: str = ""):
+        self.executor, self.store, self.label = executor, store, label
+        self.queued: list = []
+        self._keys: set = set()
+        self.measured = 0
+
+    def _new(self, tasks) -> list:
+        from .store import point_key
+        out = []
+        for t in tasks:
+            k = point_key(t)
+            if k not in self._keys and not self.store.has(t):
+                self._keys.add(k)
+                out.append(t)
+        return out
+
+    def submit(self, tasks) -> None:
+        self.queued += self._new(tasks)
+
+    def wait(self) -> list:
+        done, self.queued = self.queued, []
+        if done:
+            self.executor.run(done, self.store, self.label)
+            self.measured += len(done)
+        return done
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _LocalPipeline(Pipeline):
+    """The local executor's pipeline: in this process one group at a time, or on the worker pool, streaming each
+    finished point back (committed by this process as it arrives), with a progress bar whose total grows as
+    tasks are submitted."""
+
+    def __init__(self, executor: "LocalExecutor", store, label: str = ""):
+        super().__init__(executor, store, label)
+        self._groups: list = []             # in process: groups not yet measured
+        self._futures: dict = {}            # on the pool: future -> task indices
+        self._tasks: list = []              # every task submitted, by index
+        self._left = 0
+        self._bar = None
+        if executor.progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), transient=True)
+            self._bar.start()
+            self._job = self._bar.add_task(label or "sweep", total=0)
+        self._pooled = executor.workers > 1
+        if self._pooled:
+            executor._calls = getattr(executor, "_calls", 0) + 1
+            self._call = executor._calls
+
+    def submit(self, tasks) -> None:
+        new = self._new(tasks)
+        if not new:
+            return
+        base = len(self._tasks)
+        self._tasks += new
+        self._left += len(new)
+        if self._bar is not None:
+            self._bar.update(self._job, total=len(self._tasks))
+        for idx, batched in group_tasks(new):
+            idx = [base + i for i in idx]
+            if self._pooled:
+                pool = self.executor._get_pool()
+                f = pool.submit(measure_group, self._call, [(i, self._tasks[i].to_json()) for i in idx], batched)
+                self._futures[f] = idx
+            else:
+                self._groups.append((idx, batched))
+
+    def _got(self, index, result, seconds) -> object:
+        task = self._tasks[index]
+        self.store.put(task, result, seconds)
+        self._left -= 1
+        self.measured += 1
+        if self._bar is not None:
+            self._bar.advance(self._job)
+        return task
+
+    def wait(self) -> list:
+        if not self._left:
+            return []
+        if not self._pooled:
+            idx, batched = self._groups.pop(0)
+            return [self._got(i, r, sec) for i, r, sec in _measured([(i, self._tasks[i].to_json()) for i in idx],
+                                                                   batched)]
+        import queue as queue_mod
+        from concurrent.futures.process import BrokenProcessPool
+        points = self.executor._points
+        while True:
+            try:
+                got_call, index, result, seconds = points.get(timeout=0.2)
+            except queue_mod.Empty:
+                for f, idx in self._futures.items():
+                    if f.done() and f.exception() is not None:
+                        err = f.exception()
+                        if isinstance(err, BrokenProcessPool):
+                            raise HarnessError(f"a worker process died while measuring {self._tasks[idx[0]].label()} "
+                                               f"or a point after it; every finished point is stored: rerun to "
+                                               f"resume") from None
+                        if isinstance(err, HarnessError):
+                            raise HarnessError(str(err)) from None
+                        raise err
+                continue
+            if got_call != self._call:
+                continue
+            done = [self._got(index, result, seconds)]
+            while True:                     # whatever else has arrived meanwhile
+                try:
+                    got_call, index, result, seconds = points.get_nowait()
+                except queue_mod.Empty:
+                    return done
+                if got_call == self._call:
+                    done.append(self._got(index, result, seconds))
+
+    def close(self) -> None:
+        for f in self._futures:
+            f.cancel()
+        if self._bar is not None:
+            self._bar.stop()
 
 
 _POINTS = None          # in a pool worker: the queue on which measure_group streams each finished point
@@ -188,6 +328,9 @@ class LocalExecutor(Executor):
 
     def describe(self) -> str:
         return "in process" if self.workers == 1 else f"{self.workers} local worker processes"
+
+    def pipeline(self, store, label: str = "") -> Pipeline:
+        return _LocalPipeline(self, store, label)
 
     def _get_pool(self):
         if self._pool is None:

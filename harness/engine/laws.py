@@ -55,6 +55,12 @@ class LawResult(NamedTuple):
     band: tuple
     verdict: str
     description: str
+    # Where the sequential design decided it (:mod:`harness.engine.sweep`): seeds per scale at that look, the look
+    # (1-based) out of ``looks``, and the level ``alpha`` of that look (the law's alpha / looks).
+    seeds: int = 0
+    look: int = 1
+    looks: int = 1
+    alpha: float = float("nan")
 
     @property
     def note(self) -> str:
@@ -292,7 +298,7 @@ class Proportion(Law):
         ests = [proportion(int(np.sum(s > 0.5)), s.size, level) for s in samples]
         worst = min(range(len(ests)), key=lambda j: ests[j].value)
         return Estimate(ests[worst].value, min(e.low for e in ests), min(e.high for e in ests), confidence,
-                        "exact-binomial")
+                        "exact-binomial", parts=tuple(e.parts[0] for e in ests), combine="min")
 
     def describe(self):
         where = "every scale (smallest)" if self.scale is None else f"scale {self.scale:g}"
@@ -323,7 +329,7 @@ class CountPowerLaw(PowerLaw):
         return Law.estimate(self, scales, samples, confidence, seed)
 
     def interval(self, scales, samples, confidence):
-        from .stats import ScaleStat, jackknife, slope_weights, t_linear
+        from .stats import ScaleStat, jackknife, slope_weights, t_estimate
         if self.summary is not mean_over_seeds:
             return PowerLaw.interval(self, scales, samples, confidence)
         arrs = [np.asarray(s, dtype=float) for s in samples]
@@ -338,11 +344,10 @@ class CountPowerLaw(PowerLaw):
         for i in agree:
             parts[i] = ScaleStat(parts[i].value, count_var / (len(arrs[i]) * float(arrs[i][0]) ** 2),
                                  parts[widest].df)
-        est, lo, hi = t_linear(parts, slope_weights(scales), confidence)
+        est = t_estimate(parts, slope_weights(scales), confidence)
         where = ", ".join(f"{scales[i]:g}" for i in agree)
-        return Estimate(est, lo, hi, confidence, "t",
-                        f"every seed gave the same count at scale {where}: its variance taken as at scale "
-                        f"{scales[widest]:g}, where the count varies most")
+        return est._replace(note=f"every seed gave the same count at scale {where}: its variance taken as at scale "
+                                 f"{scales[widest]:g}, where the count varies most")
 
 # -- laws for learning-rate transfer and width-independence (issue 11) --------------------------------------------
 @dataclass(frozen=True)
@@ -362,14 +367,13 @@ class LogSlope(Law):
         return float(self._weights(scales) @ np.array([self.summary(s) for s in samples]))
 
     def interval(self, scales, samples, confidence):
-        from .stats import _check, jackknife, t_linear
+        from .stats import _check, jackknife, t_estimate
         parts = [jackknife(s, self.summary) for s in samples]
         note = _check(parts, scales, confidence, "the summary")
         point = self.point(scales, samples)
         if note:
             return undefined(confidence, "t", note, point)
-        est, lo, hi = t_linear(parts, self._weights(scales), confidence)
-        return Estimate(est, lo, hi, confidence, "t")
+        return t_estimate(parts, self._weights(scales), confidence)
 
     def min_scales(self):
         return 2

@@ -10,7 +10,17 @@ JAX measure the same networks, so a run on both backends is a parity check, not 
 
 Family-wise alpha. ``alpha`` bounds the chance that a run refutes anything true: it is divided evenly
 (Bonferroni) over every verdict the run makes, each law of the claim and each law a control is asked to refute,
-for every case (and, in ``claims run``, every claim and backend): a law is evaluated at ``alpha / verdicts``.
+for every case (and, in ``claims run``, every claim and backend): a law gets ``alpha / verdicts``.
+
+Sequential verdicts. A variant (the claim, or one control) is measured in looks (``Tier.looks``: a first batch of
+seeds per scale, doubling up to the tier's cap). At each look the laws not yet decided are evaluated on the seeds
+measured so far at the law's alpha divided by the variant's number of looks (Bonferroni over the looks: valid
+whatever rule stops them, since the chance that any of the looks' intervals misses is at most the sum of their
+levels); a law's first conclusive verdict (holds or refuted) is its verdict. The claim stops when every law is
+decided or one is refuted, a control as soon as it is refuted, either at its cap. Points of a smaller look are a
+prefix of a larger one's (the replicate index is part of the derived seed), so nothing is measured twice, a
+killed sweep resumes from the store at any look, and replaying the looks at a less strict level needs no new
+point (its intervals are nested in the stricter ones, so it stops no later).
 
 :class:`Task` round-trips through JSON (``to_json`` / ``from_json``), so an executor
 (:mod:`harness.engine.executors`: in process, local worker processes, Ray) can ship tasks to workers; the driver
@@ -196,34 +206,25 @@ def variants(claim: Claim, include_controls: bool = True) -> list[str]:
 def tasks_for(claim: Claim, tier: str, backend: str, device: str = "cpu", case: str | None = None,
               seeds: int | None = None, base_seed: int = 0, include_controls: bool = True,
               overrides: dict | None = None) -> list[Task]:
-    """Every point of one run: variants x scales x replicates, seeds derived from (claim, case, variant, scale,
-    replicate, base seed) and independent of the backend, so both backends measure the same networks.
+    """Every point of one fixed-size run: variants x scales x replicates, seeds derived from (claim, case, variant,
+    scale, replicate, base seed) and independent of the backend, so both backends measure the same networks.
+    ``seeds`` per scale (default: each variant's first batch, the first look of the tier's sequential design;
+    :func:`run_claims` adds the later looks' replicates as it needs them).
 
     ``overrides`` runs one ad-hoc case (named ``case``, default "drawn") with these premise settings, e.g. the
     settings a property test drew from the claim's ``scope``."""
-    t = claim.tier(tier)
-    n_seeds = t.seeds if seeds is None else int(seeds)
-    if n_seeds < MIN_SEEDS:
-        raise HarnessError(f"need at least {MIN_SEEDS} seeds per scale for a confidence interval, got {n_seeds}")
+    runs = plan([claim], tier, [backend], device, case=case, seeds=seeds, base_seed=base_seed,
+                include_controls=include_controls, overrides=overrides)
+    return [t for r in runs for v in r.variants for t in r.tasks(v, r.looks[v][0])]
+
+
+def _cases_of(claim: Claim, case: str | None, overrides: dict | None) -> dict:
     if overrides is not None:
         unknown = set(overrides) - set(claim.premise)
         if unknown:
             raise HarnessError(f"claim {claim.id} has no premise settings {sorted(unknown)}")
-        cases = {case or "drawn": dict(overrides)}
-    else:
-        cases = claim.cases if case is None else {case: _case(claim, case)}
-    out = []
-    code, source = code_version(claim), source_of(claim.id)
-    for case_name, case_over in cases.items():
-        for variant in variants(claim, include_controls):
-            premise = claim.premise_for(case_over, t, variant)
-            scales = t.scales if variant == "claim" or t.control_scales is None else t.control_scales
-            for scale in scales:
-                for r in range(n_seeds):
-                    seed = derive_seed(claim.id, case_name, variant, float(scale), r, base_seed)
-                    s = Setting(claim.id, variant, case_name, premise, float(scale), seed)
-                    out.append(Task(s, tier, r, base_seed, backend, device, claim.dtype, code, source))
-    return out
+        return {case or "drawn": dict(overrides)}
+    return claim.cases if case is None else {case: _case(claim, case)}
 
 
 def _case(claim: Claim, name: str) -> dict:
@@ -237,8 +238,12 @@ class VariantResult:
     variant: str
     laws: list              # [LawResult]
     scales: list
-    samples: dict           # statistic -> list of per-scale arrays (seeds first)
+    samples: dict           # statistic -> list of per-scale arrays (seeds first), at the last look measured
     verdict: str            # claim: holds/refuted/inconclusive; control: rejected/not rejected
+    seeds: int = 0          # seeds per scale measured (the last look's)
+    looks: tuple = ()       # the variant's sequential design: seeds per scale at each look
+    final: list = field(default_factory=list)   # every law at the last look (decided or not), for the power record
+    premise: dict = field(default_factory=dict)  # the premise it was measured on (a figure may need it)
 
 
 @dataclass
@@ -251,8 +256,8 @@ class RunResult:
     device: str
     dtype: str
     alpha: float            # the family-wise alpha of the run this result belongs to
-    law_alpha: float        # each law's share of it: 1 - law_alpha is the level of every interval
-    seeds: int
+    law_alpha: float        # each law's share of it, spent over the looks of its variant
+    seeds: int              # seeds per scale the claim variant measured (its last look)
     base_seed: int
     seconds: float
     claim_result: VariantResult
@@ -333,84 +338,255 @@ def _nonfinite_points(tasks, store, variant, statistic, show: int = 4) -> str:
     return f"{statistic} is NaN or infinite at {len(bad)} point(s): {'; '.join(bad[:show])}{more}"
 
 
+def _laws_of(claim: Claim, case: str, variant: str) -> list:
+    laws = claim.laws_for(case) if case in claim.cases else tuple(l for l in claim.laws if not l.cases)
+    if variant == "claim":
+        return list(laws)
+    c = claim.control(variant)
+    return [l for l in laws if not c.refutes or l.name in c.refutes]
+
+
+def _evaluate_laws(claim: Claim, tasks: list[Task], store: Store, variant: str, laws, premise: dict, level: float,
+                   seed0: int):
+    """The laws of one variant on the stored points of ``tasks``, each at ``level``: (scales, samples, seconds,
+    [LawResult])."""
+    scales, samples, seconds = _gather(claim, tasks, store, variant)
+    results = []
+    for law in laws:
+        if law.statistic not in samples:
+            raise HarnessError(f"claim {claim.id}: law {law.name} needs measurement {law.statistic!r}, "
+                               f"measure returned {sorted(samples)}")
+        i = [l.name for l in claim.laws].index(law.name)
+        res = law.evaluate(scales, samples[law.statistic], premise, level, seed=seed0 + i)
+        bad = _nonfinite_points(tasks, store, variant, law.statistic)
+        if bad:
+            est = res.estimate
+            res = res._replace(estimate=est._replace(note=(est.note + "; " if est.note else "") + bad))
+        results.append(res)
+    return scales, samples, seconds, results
+
+
+def _claim_verdict(results) -> str:
+    verdict_set = {r.verdict for r in results}
+    return REFUTED if REFUTED in verdict_set else (HOLDS if verdict_set == {HOLDS} else INCONCLUSIVE)
+
+
 def evaluate(claim: Claim, tasks: list[Task], store: Store, alpha: float = DEFAULT_ALPHA,
              law_alpha: float | None = None, verdicts: int | None = None) -> RunResult:
-    """Evaluate every law on the stored points of one run (one case): the claim must hold, each control must be
-    refuted. Each law is evaluated at ``law_alpha``, by default ``alpha`` divided over this case's verdicts
-    (:func:`verdict_count`); a caller that evaluates several cases or claims as one family passes its share."""
+    """Evaluate every law on the stored points of one fixed-size run (one case, one look): the claim must hold,
+    each control must be refuted. Each law is evaluated at ``law_alpha``, by default ``alpha`` divided over this
+    case's verdicts (:func:`verdict_count`); a caller that evaluates several cases or claims as one family passes
+    its share. :func:`run_claims` evaluates the sequential design's looks instead."""
     if not 0 < alpha < 1:
         raise HarnessError(f"alpha must be in (0, 1), got {alpha}")
     first = tasks[0]
-    present = {t.setting.variant for t in tasks}
+    present = list(dict.fromkeys(t.setting.variant for t in tasks))
     if law_alpha is None:
         case0 = first.setting.case
         verdicts = verdict_count(claim, [case0] if case0 in claim.cases else 1, include_controls=len(present) > 1)
         law_alpha = alpha / verdicts
-    seconds = 0.0
-
-    claim_premise = next(t.setting.premise for t in tasks if t.setting.variant == "claim")
-    case = first.setting.case
-
-    def run_laws(variant, laws):
-        nonlocal seconds
-        scales, samples, sec = _gather(claim, tasks, store, variant)
-        seconds += sec
-        premise = next(t.setting.premise for t in tasks if t.setting.variant == variant)
+    premises = {t.setting.variant: t.setting.premise for t in tasks}
+    results, seconds = {}, 0.0
+    for variant in ["claim"] + [c.name for c in claim.controls if c.name in premises]:
+        mine = [t for t in tasks if t.setting.variant == variant]
+        premise = premises[variant]
         if variant != "claim" and claim.control(variant).prediction == "claim":
-            premise = claim_premise             # the claim's prediction, held fixed under the control
-        results = []
-        for i, law in enumerate(laws):
-            if law.statistic not in samples:
-                raise HarnessError(f"claim {claim.id}: law {law.name} needs measurement {law.statistic!r}, "
-                                   f"measure returned {sorted(samples)}")
-            res = law.evaluate(scales, samples[law.statistic], premise, law_alpha, seed=first.base_seed * 1000 + i)
-            bad = _nonfinite_points(tasks, store, variant, law.statistic)
-            if bad:
-                est = res.estimate
-                res = res._replace(estimate=est._replace(note=(est.note + "; " if est.note else "") + bad))
-            results.append(res)
-        return scales, samples, results
-
-    laws = claim.laws_for(case) if case in claim.cases else tuple(l for l in claim.laws if not l.cases)
-    scales, samples, results = run_laws("claim", laws)
-    verdict_set = {r.verdict for r in results}
-    verdict = REFUTED if REFUTED in verdict_set else (HOLDS if verdict_set == {HOLDS} else INCONCLUSIVE)
-    claim_res = VariantResult("claim", results, scales, samples, verdict)
-    controls = []
-    for c in claim.controls:
-        if c.name not in present:
-            continue
-        cs, csamp, cres = run_laws(c.name, [l for l in laws if not c.refutes or l.name in c.refutes])
-        rejected = any(r.verdict == REFUTED for r in cres)
-        controls.append(VariantResult(c.name, cres, cs, csamp, "rejected" if rejected else "not rejected"))
-    premise = next(t.setting.premise for t in tasks if t.setting.variant == "claim")
-    return RunResult(claim.id, first.setting.case, premise, first.tier, first.backend, first.device, first.dtype,
-                     alpha, law_alpha, len({t.replicate for t in tasks}), first.base_seed, seconds, claim_res,
-                     controls, verdicts or round(alpha / law_alpha), first.code)
+            premise = premises["claim"]
+        sc, samp, sec, res = _evaluate_laws(claim, mine, store, variant, _laws_of(claim, first.setting.case, variant),
+                                            premise, law_alpha, first.base_seed * 1000)
+        n = len({t.replicate for t in mine})
+        res = [r._replace(seeds=n, look=1, looks=1, alpha=law_alpha) for r in res]
+        seconds += sec
+        verdict = _claim_verdict(res) if variant == "claim" else (
+            "rejected" if any(r.verdict == REFUTED for r in res) else "not rejected")
+        results[variant] = VariantResult(variant, res, sc, samp, verdict, n, (n,), list(res), premises[variant])
+    cr = results.pop("claim")
+    return RunResult(claim.id, first.setting.case, premises["claim"], first.tier, first.backend, first.device,
+                     first.dtype, alpha, law_alpha, cr.seeds, first.base_seed, seconds, cr, list(results.values()),
+                     verdicts or round(alpha / law_alpha), first.code)
 
 
 @dataclass
 class PlannedRun:
-    """One run of a sweep: a claim case on a backend, and its tasks."""
+    """One run of a sweep: a claim case on a backend, with each variant's sequential design (``looks``: seeds per
+    scale at each look); :meth:`tasks` gives a variant's points up to any seed count."""
     claim: Claim
     backend: str
     case: str
-    tasks: list
+    tier: str
+    device: str
+    case_settings: dict
+    base_seed: int
+    looks: dict             # variant -> seeds per scale at each look
+    code: str
+    source: str
+
+    @property
+    def variants(self) -> list:
+        return list(self.looks)
+
+    def premise(self, variant: str = "claim") -> dict:
+        return self.claim.premise_for(self.case_settings, self.claim.tier(self.tier), variant)
+
+    def tasks(self, variant: str, seeds: int) -> list[Task]:
+        """The points of ``variant`` with ``seeds`` replicates per scale (a prefix of any larger count's)."""
+        t = self.claim.tier(self.tier)
+        premise = self.premise(variant)
+        scales = t.scales if variant == "claim" or t.control_scales is None else t.control_scales
+        out = []
+        for scale in scales:
+            for r in range(int(seeds)):
+                seed = derive_seed(self.claim.id, self.case, variant, float(scale), r, self.base_seed)
+                s = Setting(self.claim.id, variant, self.case, premise, float(scale), seed)
+                out.append(Task(s, self.tier, r, self.base_seed, self.backend, self.device, self.claim.dtype,
+                                self.code, self.source))
+        return out
 
 
 def plan(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",), device: str = "cpu", *,
          case: str | None = None, seeds: int | None = None, base_seed: int = 0, include_controls: bool = True,
          overrides: dict | None = None) -> list[PlannedRun]:
-    """Every run (claim x backend x case) of a sweep with its tasks, before anything is measured."""
+    """Every run (claim x backend x case) of a sweep with its sequential design, before anything is measured.
+    ``seeds`` fixes the design at that many seeds per scale, one look (a pilot, a planted-error test)."""
+    if seeds is not None and int(seeds) < MIN_SEEDS:
+        raise HarnessError(f"need at least {MIN_SEEDS} seeds per scale for a confidence interval, got {seeds}")
     out = []
     for claim in claims:
-        cases = [case or "drawn"] if overrides is not None else (list(claim.cases) if case is None else [case])
+        t = claim.tier(tier)
+        cases = _cases_of(claim, case, overrides)
+        looks = {v: (int(seeds),) if seeds is not None else t.looks(v) for v in variants(claim, include_controls)}
+        code, source = code_version(claim), source_of(claim.id)
         for backend in backends:
-            for case_name in cases:
-                out.append(PlannedRun(claim, backend, case_name,
-                                      tasks_for(claim, tier, backend, device, case_name, seeds, base_seed,
-                                                include_controls, overrides)))
+            for case_name, settings in cases.items():
+                out.append(PlannedRun(claim, backend, case_name, tier, device, dict(settings), base_seed, dict(looks),
+                                      code, source))
     return out
+
+
+@dataclass
+class Looks:
+    """One variant's progress through its sequential design (pure bookkeeping, no measurement): ``seeds`` and
+    ``alpha`` say what the current look evaluates, :meth:`update` takes its law results and decides. A law's verdict
+    is its first conclusive one (holds or refuted); the variant is done when a law is refuted, when every law is
+    decided, or at its last look. Each look is at ``law_alpha / len(looks)``: the chance that any look's interval
+    misses is at most ``law_alpha`` (Bonferroni), whatever the rule that stops them."""
+    laws: list                                      # law names
+    looks: tuple                                    # seeds per scale at each look
+    law_alpha: float
+    k: int = 0                                      # the current look (0-based)
+    decided: dict = field(default_factory=dict)     # law name -> LawResult at the look that decided it
+    latest: dict = field(default_factory=dict)      # law name -> LawResult at the last look evaluated
+    done: bool = False
+
+    @property
+    def seeds(self) -> int:
+        return self.looks[self.k]
+
+    @property
+    def alpha(self) -> float:
+        return self.law_alpha / len(self.looks)
+
+    def update(self, results: list) -> None:
+        """The current look's results, one LawResult per law in order (every law, decided ones too, so that
+        ``latest`` is each law at the last look); then stop, or move to the next look."""
+        for name, r in zip(self.laws, results):
+            r = r._replace(seeds=self.seeds, look=self.k + 1, looks=len(self.looks), alpha=self.alpha)
+            self.latest[name] = r
+            if name not in self.decided and r.verdict in (HOLDS, REFUTED):
+                self.decided[name] = r
+        refuted = any(r.verdict == REFUTED for r in self.decided.values())
+        if refuted or len(self.decided) == len(self.laws) or self.k == len(self.looks) - 1:
+            self.done = True
+        else:
+            self.k += 1
+
+    def results(self) -> list:
+        return [self.decided.get(name) or self.latest[name] for name in self.laws]
+
+
+@dataclass
+class _VariantState:
+    """A variant's laws, its :class:`Looks`, and the data of its last look (for the report)."""
+    variant: str
+    laws: list
+    looks: Looks
+    scales: list = field(default_factory=list)
+    samples: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.looks.done
+
+
+class SequentialRun:
+    """One claim case on one backend through its sequential design: at each look the laws not yet decided are
+    evaluated on the first ``looks[k]`` seeds at ``law_alpha / len(looks)`` (Bonferroni over the looks); a law is
+    decided by its first conclusive verdict (holds or refuted). The claim stops when every law is decided or one is
+    refuted; a control stops as soon as one of its laws is refuted (or every one is decided); either stops at its
+    cap. The chance that some look refutes a true law is at most the sum of the looks' levels, ``law_alpha``,
+    whenever the looks stop (``tests/test_coverage.py`` measures it)."""
+
+    def __init__(self, run: PlannedRun, alpha: float, law_alpha: float, verdicts: int):
+        self.run, self.alpha, self.law_alpha, self.verdicts = run, alpha, law_alpha, verdicts
+        self.states = {}
+        for v, looks in run.looks.items():
+            laws = _laws_of(run.claim, run.case, v)
+            self.states[v] = _VariantState(v, laws, Looks([l.name for l in laws], tuple(looks), law_alpha))
+
+    @property
+    def done(self) -> bool:
+        return all(s.done for s in self.states.values())
+
+    def undecided(self) -> list:
+        return [v for v, s in self.states.items() if not s.done]
+
+    def wanted(self, variant: str | None = None) -> list[Task]:
+        """The points the current look of ``variant`` (default: every undecided variant) needs (some may be stored
+        already)."""
+        return [t for v, s in self.states.items() if not s.done and variant in (None, v)
+                for t in self.run.tasks(v, s.looks.seeds)]
+
+    def step(self, store: Store, variant: str | None = None) -> None:
+        """Evaluate ``variant`` (default: every undecided one) at its current look (its points must be stored), then
+        stop it or move it to its next look."""
+        claim = self.run.claim
+        for v, s in self.states.items():
+            if s.done or variant not in (None, v):
+                continue
+            premise = self.run.premise(v)
+            if v != "claim" and claim.control(v).prediction == "claim":
+                premise = self.run.premise("claim")
+            # every law is evaluated (the decided ones too: ``latest`` is each law at the variant's last look, what
+            # the power calculation reads); a law's verdict is its first conclusive one
+            s.scales, s.samples, s.seconds, res = _evaluate_laws(
+                claim, self.run.tasks(v, s.looks.seeds), store, v, s.laws, premise, s.looks.alpha,
+                self.run.base_seed * 1000)
+            s.looks.update(res)
+
+    def result(self) -> RunResult:
+        r, out = self.run, {}
+        for v, s in self.states.items():
+            res = s.looks.results()
+            verdict = _claim_verdict(res) if v == "claim" else (
+                "rejected" if any(x.verdict == REFUTED for x in res) else "not rejected")
+            out[v] = VariantResult(v, res, s.scales, s.samples, verdict, s.looks.seeds, s.looks.looks,
+                                   [s.looks.latest[l.name] for l in s.laws], r.premise(v))
+        cr = out.pop("claim")
+        return RunResult(r.claim.id, r.case, r.premise("claim"), r.tier, r.backend, r.device, r.claim.dtype,
+                         self.alpha, self.law_alpha, cr.seeds, r.base_seed,
+                         sum(s.seconds for s in self.states.values()), cr, list(out.values()), self.verdicts, r.code)
+
+
+def replay(run: PlannedRun, store: Store, alpha: float, law_alpha: float, verdicts: int) -> RunResult | None:
+    """The sequential design of ``run`` on the stored points alone (``claims report``): its result, or ``None`` when
+    a look it reaches has points missing (an interrupted run, or one measured with a fixed ``--seeds``)."""
+    seq = SequentialRun(run, alpha, law_alpha, verdicts)
+    while not seq.done:
+        if not all(store.has(t) for t in seq.wanted()):
+            return None
+        seq.step(store)
+    return seq.result()
 
 
 def dry_run(runs: list, store: Store) -> None:
@@ -422,7 +598,7 @@ def dry_run(runs: list, store: Store) -> None:
         if r.claim.outputs or r.claim.id in seen:
             continue
         seen.add(r.claim.id)
-        task = r.tasks[0]
+        task = r.tasks("claim", 1)[0]
         got = store.get(task)
         if got is None:
             result, seconds = measure_task(task.to_json())
@@ -435,12 +611,18 @@ def run_claims(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",
                case: str | None = None, seeds: int | None = None, base_seed: int = 0,
                alpha: float = DEFAULT_ALPHA, store: Store | None = None, executor: Executor | None = None,
                include_controls: bool = True, overrides: dict | None = None, progress: bool = False,
-               law_alpha: float | None = None, verdicts: int | None = None, label: str = "") -> list[RunResult]:
-    """Measure (what the store lacks) and evaluate several claims on several backends as one sweep: every task
-    of every run goes to ``executor`` at once (so its workers stay busy across claims), then each run (claim x
-    backend x case) is evaluated. ``alpha`` is family-wise over every verdict of the sweep, each claim case
-    counted once across backends (they measure the same networks); ``law_alpha`` (with ``verdicts``, the
-    family's size) overrides it when the sweep is part of a larger family."""
+               law_alpha: float | None = None, verdicts: int | None = None, label: str = "",
+               log: Callable[[str], None] | None = None) -> list[RunResult]:
+    """Measure (what the store lacks) and evaluate several claims on several backends as one sweep, look by look:
+    every run's first batch goes to ``executor`` at once (so its workers stay busy across claims), each run
+    (claim x backend x case) is evaluated, and the variants still undecided add their next look's seeds, all of
+    them again as one batch, until every variant has stopped (:class:`SequentialRun`). ``alpha`` is family-wise
+    over every verdict of the sweep, each claim case counted once across backends (they measure the same
+    networks); ``law_alpha`` (with ``verdicts``, the family's size) overrides it when the sweep is part of a larger
+    family. ``log`` receives one line each time a variant moves to its next look.
+
+    The looks run as a pipeline (:func:`drive`): a variant whose look is measured is evaluated at once, and its next
+    look queued behind the work already submitted, so the workers never wait for a whole stage to finish."""
     claims = [c if isinstance(c, Claim) else get_claim(c) for c in claims]
     backends = list(backends)
     for c in claims:
@@ -453,20 +635,74 @@ def run_claims(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",
         verdicts = sum(verdict_count(c, 1 if overrides is not None else None if case is None else [case],
                                      include_controls) for c in claims)
         law_alpha = alpha / verdicts
+    if not 0 < alpha < 1:
+        raise HarnessError(f"alpha must be in (0, 1), got {alpha}")
+    verdicts = verdicts or round(alpha / law_alpha)
     own_store, own_exec = store is None, executor is None
     store = store or Store()
     executor = executor or LocalExecutor(workers=1, progress=progress)
+    name = label or (f"{claims[0].id} [{', '.join(backends)}]" if len(claims) == 1
+                     else f"{len(claims)} claims [{', '.join(backends)}]")
     try:
         dry_run(runs, store)
-        tasks = [t for r in runs for t in r.tasks]
-        executor.run(tasks, store, label=label or (f"{claims[0].id} [{', '.join(backends)}]" if len(claims) == 1
-                                                  else f"{len(claims)} claims [{', '.join(backends)}]"))
-        return [evaluate(r.claim, r.tasks, store, alpha, law_alpha, verdicts) for r in runs]
+        seqs = [SequentialRun(r, alpha, law_alpha, verdicts) for r in runs]
+        with executor.pipeline(store, name) as pipe:
+            drive(seqs, store, pipe, log)
+        return [s.result() for s in seqs]
     finally:
         if own_exec:
             executor.close()
         if own_store:
             store.close()
+
+
+def drive(seqs: list, store: Store, pipe, log: Callable[[str], None] | None = None) -> None:
+    """Take every :class:`SequentialRun` through its looks on one :class:`~harness.engine.executors.Pipeline`: a
+    variant is evaluated as soon as its current look's points are stored, and its next look's points are submitted
+    at once, while the rest of the sweep is still being measured (so no look waits for another claim's)."""
+    from .store import point_key
+    waiting: dict = {}          # (run index, variant) -> keys of the points its current look still lacks
+    owners: dict = {}           # point key -> the (run index, variant) waiting for it
+    ready: list = []
+
+    def schedule(i, v):
+        s = seqs[i]
+        tasks = s.wanted(v)
+        missing = {point_key(t) for t in tasks if not store.has(t)}
+        look = s.states[v].looks
+        if log is not None and look.k > 0:
+            log(f"{s.run.claim.id} [{s.run.case}] {s.run.backend} {v}: undecided at {look.looks[look.k - 1]} seeds "
+                f"per scale, look {look.k + 1} of {len(look.looks)} measures {look.seeds}")
+        if not missing:
+            ready.append((i, v))
+            return
+        waiting[(i, v)] = missing
+        for k in missing:
+            owners.setdefault(k, []).append((i, v))
+        pipe.submit(tasks)
+
+    for i, s in enumerate(seqs):
+        for v in s.undecided():
+            schedule(i, v)
+    while ready or waiting:
+        while ready:
+            i, v = ready.pop(0)
+            seqs[i].step(store, v)
+            if not seqs[i].states[v].done:
+                schedule(i, v)
+        if not waiting:
+            break
+        done = pipe.wait()
+        if not done:
+            raise HarnessError("the executor returned no points while some were still awaited")
+        for t in done:
+            k = point_key(t)
+            for owner in owners.pop(k, []):
+                if owner in waiting:
+                    waiting[owner].discard(k)
+                    if not waiting[owner]:
+                        del waiting[owner]
+                        ready.append(owner)
 
 
 def run_claim(claim: Claim | str, tier: str = "ci", backend: str = "jax", device: str = "cpu", **kwargs
