@@ -1,6 +1,7 @@
 """G1 (Sankararaman et al. 2020) at the ci tier, on each backend, as a property over the claim's scope (input
 dimension N = d), drawn by ``claimcheck`` (seeded by the commit); G2 (Sagun et al. 2017; Papyan 2020) likewise.
-Each test asks the claim to hold and every control to be rejected (family-wise alpha ``FALSE_ALARM``)."""
+Each test runs the claim's sequential design at the level of ``claims run --all`` and asks the claim to hold and
+every control to be rejected (tests/claimcheck.py: the chance the claim tests fail a correct commit)."""
 import numpy as np
 import pytest
 from hypothesis import given

@@ -4,10 +4,9 @@ properties over the settings each claim quantifies over.
 Hypothesis draws the premise (data seed, input or ambient dimension, sparsity) from the claim's ``scope``, seeded by
 the commit (``claimcheck.DRAW_SEED``); the seeds (network init, or the data draw for the diagonal nets) are derived
 from the drawn settings and that seed (``derive_seed``), never searched, so the shrinker cannot go hunting for an
-unlucky seed. Each test runs ``EXAMPLES`` drawn premises at family-wise alpha ``FALSE_ALARM / EXAMPLES`` (divided
-by the engine over every verdict of the run): a true claim is refuted somewhere in a test with probability at most
-``FALSE_ALARM``. Each test asks the claim to hold and every control to be
-rejected in every example.
+unlucky seed. Each test runs one drawn premise through the claim's sequential design, each law at the level of
+``claims run --all`` (``claimcheck.LAW_ALPHA``), and asks the claim to hold and every control to be rejected
+(tests/claimcheck.py states the chance that the claim tests fail a correct commit).
 """
 import numpy as np
 import pytest

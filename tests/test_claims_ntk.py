@@ -4,9 +4,10 @@ each claim quantifies over.
 Hypothesis draws the premise (activation, depth, input dimension, data seed) from the claim's ``scope``, seeded by
 the commit (``claimcheck.DRAW_SEED``, printed in the header); the network seeds are derived from the drawn settings
 and that seed (``derive_seed``), never searched, so the shrinker cannot go hunting for an unlucky seed. Each test
-runs ``EXAMPLES`` drawn premises at family-wise alpha ``FALSE_ALARM / EXAMPLES``, divided by the engine over every
-verdict of the run, so a true claim is *refuted* somewhere in a test with probability at most ``FALSE_ALARM`` = 0.05. Beyond refutation, each test asks the claim to *hold* (its CIs inside the bands), which
-also needs power: ``claims calibrate`` measures that rate. Every control must be rejected in every example.
+runs one drawn premise through the claim's sequential design, each law at the level of ``claims run --all``
+(``claimcheck.LAW_ALPHA``), and asks the claim to *hold* (its CIs inside the bands: power, which ``claims calibrate
+--scope`` measures) and every control to be rejected (tests/claimcheck.py states the chance that the claim tests
+fail a correct commit).
 """
 import pytest
 from hypothesis import given
@@ -64,6 +65,5 @@ def test_broken_ntk_forward_multiplier_refutes_the_claim(claim_id, mc_backend, m
 @claim_draws(examples=1)
 @given(premise=drawn_premise("ntk-ensemble-gp"))
 def test_trained_ensemble_is_the_ntk_gp(backend_name, store, premise):
-    """A4: the trained ensemble's mean and variance match the NTK-GP; a mean-field ensemble (control) does not.
-    One drawn premise, like every claim test (claimcheck.EXAMPLES)."""
+    """A4: the trained ensemble's mean and variance match the NTK-GP; a mean-field ensemble (control) does not."""
     check_claim("ntk-ensemble-gp", premise, backend_name, store, examples=1)

@@ -1,6 +1,7 @@
 """C1-C3 (Wang et al. 2020; Ge et al. 2021) at the ci tier, on each backend, as properties over each claim's scope
-(see tests/claimcheck.py: the premise is drawn from the scope, seeded by the commit; each test runs at family-wise
-alpha 0.05 and asks the claim to hold and every control to be rejected); plus tests that the claims can fail: the
+(see tests/claimcheck.py: the premise is drawn from the scope, seeded by the commit; each test runs the claim's
+sequential design at the level of ``claims run --all`` and asks the claim to hold and every control to be rejected);
+plus tests that the claims can fail: the
 lazy count law against a wrong count, and a planted bug in the deflation model's normalisation.
 """
 import numpy as np

@@ -1,9 +1,8 @@
 """Family D at the ci tier on each backend: D2 learning-rate transfer (Yang et al. 2021, TP-V; Adam, muP vs
 standard; SGD, muP vs NTK), coord-check, and D3 sharpness (Noci et al. 2024), as properties over the
 data seed drawn from the claim's ``scope`` (seeded by the commit, ``claimcheck.DRAW_SEED``; network seeds derived,
-never searched). Each test runs one drawn premise at family-wise alpha ``FALSE_ALARM`` (divided by the engine over
-the run's verdicts): a true claim is refuted in a test with probability at most ``FALSE_ALARM``. Each asks the
-claim to hold and the control to be rejected.
+never searched). Each test runs one drawn premise through the claim's sequential design at the level of ``claims
+run --all`` (tests/claimcheck.py) and asks the claim to hold and the control to be rejected.
 
 The planted-error tests show the claim tests can fail: muP's hidden-layer and readout Adam rates not divided by
 the width must refute D2 (the hidden-layer error alone moves the optimum, but less than D2's band: see there), the
