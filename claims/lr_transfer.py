@@ -36,7 +36,7 @@ import numpy as np
 from harness import MLP
 from harness.engine.claim import Claim, Control, Tier
 from harness.engine.laws import LogSlope, PowerLaw
-from harness.transfer import optimum_location, teacher_classes, train_lr_grid
+from harness.transfer import optimum_location, plot_lr_curves, teacher_classes, train_lr_grid
 
 
 def lr_grid(premise):
@@ -58,6 +58,13 @@ def lr_optimum(setting, backend):
     opt = optimum_location(lrs, run.final_loss)
     return {"log2_lr_opt": opt.location, "best_loss": opt.value,
             "diverged_rates": float(np.sum(run.diverged)), "losses": run.final_loss}
+
+
+def lr_figure(variant, path, title):
+    """TP-V's panel (Fig. 1): training loss against log2 learning rate, one curve per width, the optima marked."""
+    optima = [float(np.nanmean(o)) if np.all(np.isfinite(o)) else float("nan")
+              for o in variant.samples["log2_lr_opt"]]
+    return plot_lr_curves(variant.scales, lr_grid(variant.premise), variant.samples["losses"], path, title, optima)
 
 
 _LAWS = (
@@ -85,6 +92,7 @@ LR_TRANSFER_ADAM = Claim(
     premise=dict(parametrisation="mup", optimizer="adam", log2_lr=(-11, -3), **_PREMISE),
     scale_name="width",
     measure=lr_optimum,
+    figure=lr_figure,
     laws=_LAWS,
     controls=(
         Control("standard", {"parametrisation": "standard"},
@@ -133,6 +141,7 @@ LR_TRANSFER_SGD = Claim(
     premise=dict(parametrisation="mup", optimizer="sgd", log2_lr=(-4, 7), **_PREMISE),
     scale_name="width",
     measure=lr_optimum,
+    figure=lr_figure,
     laws=_LAWS,
     controls=(
         Control("ntk", {"parametrisation": "ntk"},

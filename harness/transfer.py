@@ -227,3 +227,41 @@ def optimum_location(lrs, losses) -> Optimum:
         return Optimum(float(u[i]), best, i, "")
     shift = float(np.clip(-b / (2 * a), u[j[0]] - u[i], u[j[-1]] - u[i]))
     return Optimum(float(u[i] + shift), best, i, "")
+
+
+def plot_lr_curves(widths, lrs, losses, path, title: str = "", optima=None):
+    """TP-V's learning-rate panel (Fig. 1): the training loss after the budget against log2 learning rate, one curve
+    per width (the seed mean, a diverged rate left out of the mean and marked at the top), and each width's
+    optimum if given. ``losses[i]`` is width i's (seeds, rates) array. Returns the path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lrs = np.log2(np.asarray(lrs, dtype=float))
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(widths)))
+    top = []
+    for i, (w, loss) in enumerate(zip(widths, losses)):
+        loss = np.asarray(loss, dtype=float).reshape(-1, len(lrs))
+        with np.errstate(all="ignore"):
+            mean = np.where(np.all(np.isfinite(loss), axis=0), np.nanmean(loss, axis=0), np.nan)
+        ax.plot(lrs, mean, marker="o", ms=3, color=colours[i], label=f"width {int(w)}")
+        top.append(np.nanmax(mean) if np.any(np.isfinite(mean)) else np.nan)
+        if optima is not None and np.isfinite(optima[i]):
+            ax.axvline(optima[i], color=colours[i], lw=0.8, ls=":")
+    ceiling = np.nanmax(top) if np.any(np.isfinite(top)) else 1.0
+    for i, loss in enumerate(losses):
+        loss = np.asarray(loss, dtype=float).reshape(-1, len(lrs))
+        bad = ~np.all(np.isfinite(loss), axis=0)
+        if bad.any():
+            ax.scatter(lrs[bad], np.full(bad.sum(), ceiling), marker="x", color=colours[i], s=18)
+    ax.set_yscale("log")
+    ax.set_xlabel("log2 learning rate")
+    ax.set_ylabel("training loss after the budget")
+    ax.legend(fontsize=7, title="x: diverged in some seed", title_fontsize=6)
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

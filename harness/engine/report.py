@@ -22,8 +22,28 @@ def _fmt(x):
 def _law_rows(variant):
     return [f"| {variant.variant} | {r.law} | {r.description} | {_fmt(r.estimate.value)} | "
             f"[{_fmt(r.estimate.low)}, {_fmt(r.estimate.high)}] ({r.estimate.method}) | {fmt_band(r.band)} | "
+            f"{r.seeds} | {r.look} of {r.looks} | {r.alpha:.2g} | "
             f"**{r.verdict}**{' — ' + r.note if r.note else ''} |"
             for r in variant.laws]
+
+
+def _seeds_cell(r) -> str:
+    """Seeds per scale each variant measured, and its design's looks."""
+    def one(v):
+        return f"{v.seeds}" + (f" of {'/'.join(map(str, v.looks))}" if len(v.looks) > 1 else "")
+    return "; ".join(f"{v.variant} {one(v)}" for v in [r.claim_result] + list(r.controls))
+
+
+def label_scales(ax, scales, log: bool) -> None:
+    """Tick the scale axis at the tier's own scales (no minor tick labels to overlap on a log axis)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+    scales = sorted({float(s) for s in scales})
+    if log:
+        ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(scales))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(scales, [f"{s:g}" for s in scales], fontsize=7, rotation=45 if len(scales) > 5 else 0)
 
 
 def plot_claim(results: list, path: Path) -> Path | None:
@@ -60,8 +80,8 @@ def plot_claim(results: list, path: Path) -> Path | None:
                     ax.fill_between(xs, np.minimum(lo, hi), np.maximum(lo, hi), color=col, alpha=0.12)
         positive = all(np.all(np.array([law.summary(s) for s in v.samples.get(law.statistic, [])]) > 0)
                        for res in results for v in [res.claim_result] + list(res.controls))
-        if claim.log_scale:
-            ax.set_xscale("log")
+        label_scales(ax, [s for res in results for v in [res.claim_result] + list(res.controls) for s in v.scales],
+                     claim.log_scale)
         if isinstance(law, PowerLaw) and positive:
             ax.set_yscale("log")
         ax.set_xlabel(claim.scale_name)
@@ -100,12 +120,17 @@ def write_report(results: list, out_dir: str | Path, title: str = "Claims report
              "point), so a control is an independent sample. The backends draw the *same* seeds: torch and JAX "
              "measure the same networks, so their agreement is a parity check, not a replication, and the "
              "verdicts of one claim case on two backends count once in the family.", "",
-             "| claim | case | backend | tier | verdict | controls | seeds | alpha | time (s) |",
+             "Seeds: each claim case is measured in looks (a first batch of seeds per scale, doubling up to the "
+             "tier's cap, the sequential design of `claims design`); a law is decided by its first conclusive look, "
+             "each look evaluated at the law's alpha divided by the number of looks, and a variant stops when it is "
+             "decided. The seeds column gives the seeds per scale each variant measured, out of its design's looks.",
+             "",
+             "| claim | case | backend | tier | verdict | controls | seeds per scale (of the looks) | alpha | time (s) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         ctl = ", ".join(f"{c.variant}: {c.verdict}" for c in r.controls) or "-"
         lines.append(f"| {r.claim} | {r.case} | {r.backend}/{r.device} | {r.tier} | **{r.verdict}** | {ctl} | "
-                     f"{r.seeds} | {r.alpha:g} | {r.seconds:.1f} |")
+                     f"{_seeds_cell(r)} | {r.alpha:g} | {r.seconds:.1f} |")
     for (cid, case), rs in groups.items():
         claim = get_claim(cid)
         lines += ["", f"## {claim.id} [{case}]: {claim.title}", "", f"*{claim.paper}*", "",
@@ -126,11 +151,12 @@ def write_report(results: list, out_dir: str | Path, title: str = "Claims report
         if claim.figure is not None:
             lines += claim_figures(claim, rs, out)
         for r in rs:
-            lines += [f"**{r.backend}/{r.device} {r.dtype}**, tier `{r.tier}`, {r.seeds} seeds per scale, base seed "
-                      f"{r.base_seed}, scales {r.claim_result.scales}, family-wise alpha {r.alpha:g} over "
-                      f"{r.verdicts} verdicts (each law at {r.law_alpha:.3g}), code {r.code}, measured in "
-                      f"{r.seconds:.1f} s: claim **{r.verdict}**", "",
-                      "| variant | law | statistic | estimate | CI | band | verdict |", "|---|---|---|---|---|---|---|"]
+            lines += [f"**{r.backend}/{r.device} {r.dtype}**, tier `{r.tier}`, seeds per scale: {_seeds_cell(r)}, "
+                      f"base seed {r.base_seed}, scales {r.claim_result.scales}, family-wise alpha {r.alpha:g} over "
+                      f"{r.verdicts} verdicts (each law at {r.law_alpha:.3g}, spent over its variant's looks), code "
+                      f"{r.code}, measured in {r.seconds:.1f} s: claim **{r.verdict}**", "",
+                      "| variant | law | statistic | estimate | CI | band | seeds | look | level | verdict |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
             lines += _law_rows(r.claim_result)
             for c in r.controls:
                 lines += _law_rows(c)
@@ -145,13 +171,16 @@ def claim_figures(claim, results: list, out: Path) -> list[str]:
     """The claim's own figure (``Claim.figure``) for each backend's claim and control: markdown lines."""
     lines = []
     for r in results:
+        row, failed = [], []
         for v in [r.claim_result] + list(r.controls):
             name = f"{claim.id}-{r.case}-{r.backend}-{v.variant}-figure.png"
             try:
                 png = claim.figure(v, out / name, f"{claim.id} [{r.case}] {v.variant} ({r.backend})")
-                lines += [f"![{claim.id} {r.case} {v.variant} {r.backend}]({Path(png).name})", ""]
+                row.append(f"![{claim.id} {r.case} {v.variant} {r.backend}]({Path(png).name})")
             except Exception as e:      # a figure must never lose the report
-                lines += [f"({v.variant} figure failed: {e})", ""]
+                failed.append(f"({v.variant} figure failed: {e})")
+        # one line per backend: the claim's figure beside its controls'
+        lines += ([" ".join(row), ""] if row else []) + [x for f in failed for x in (f, "")]
     return lines
 
 
@@ -166,10 +195,13 @@ def summary_dict(r) -> dict:
     def laws(v):
         return [{"law": x.law, "statistic": x.statistic, "estimate": x.estimate.value, "ci": [x.estimate.low,
                  x.estimate.high], "confidence": x.estimate.confidence, "method": x.estimate.method,
-                 "note": x.note, "band": list(x.band), "verdict": x.verdict}
+                 "note": x.note, "band": list(x.band), "verdict": x.verdict, "seeds": x.seeds, "look": x.look,
+                 "looks": x.looks, "level_alpha": x.alpha}
                 for x in v.laws]
     return {"claim": r.claim, "case": r.case, "backend": r.backend, "device": r.device, "dtype": r.dtype,
-            "tier": r.tier, "seeds": r.seeds, "base_seed": r.base_seed, "alpha": r.alpha, "law_alpha": r.law_alpha,
+            "tier": r.tier, "seeds": r.seeds, "looks": list(r.claim_result.looks),
+            "control_seeds": {c.variant: c.seeds for c in r.controls}, "base_seed": r.base_seed, "alpha": r.alpha,
+            "law_alpha": r.law_alpha,
             "verdicts": r.verdicts, "code": r.code, "seconds": r.seconds,
             "premise": r.premise, "verdict": r.verdict, "scales": r.claim_result.scales,
             "laws": laws(r.claim_result),
