@@ -102,10 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--tier", default="ci")
     de.add_argument("--alpha", type=float, default=0.05, help="family-wise alpha of `claims run --all` (default 0.05)")
     de.add_argument("--target", type=float, default=0.9995,
-                    help="predicted power each variant (a claim case, or one of its controls) must reach at its cap, "
-                         "at the level of `claims run --all` (default 0.9995)")
+                    help="with --search: the predicted power each variant (a claim case, or one of its controls) "
+                         "must reach at its cap, at the level of `claims run --all` (default 0.9995)")
     de.add_argument("--max-seeds", type=int, default=1024, help="the largest cap considered (default 1024)")
     de.add_argument("--draws", type=int, default=2000, help="simulated intervals per prediction (default 2000)")
+    de.add_argument("--search", action="store_true", help="also search the cheapest design reaching --target")
+    de.add_argument("--markdown", default=None, metavar="FILE", help="write the table (markdown) here")
     _path_arg(de)
 
     cc = sub.add_parser("coordcheck", help="draw the coordinate check (TP-V): each layer's pre-activation change "
@@ -604,8 +606,9 @@ def calibration_markdown(rows: list, scope: bool = False) -> str:
 
 
 def load_records(sources) -> dict:
-    """Calibration runs from calibration.json files (or directories searched for them): ``{(claim, case):
-    {base_seed: run}}``, one backend's run per base seed (the backends measure the same networks)."""
+    """Calibration runs from calibration.json files (or directories searched for them): ``{(claim, case, tier):
+    {base_seed: run}}``, one backend's run per base seed (the backends measure the same networks), each with the
+    level it was measured at (``law_alpha``)."""
     import json
     from pathlib import Path
     from ..errors import HarnessError
@@ -628,17 +631,91 @@ def load_records(sources) -> dict:
             raise HarnessError(f"{f}: not a calibration file with records (written by `claims calibrate --out`)")
         for run in data["runs"]:
             key = (run["claim"], run["case"], data["meta"]["tier"])
-            out.setdefault(key, {}).setdefault(run["base_seed"], {**run, "file": str(f)})
+            out.setdefault(key, {}).setdefault(run["base_seed"], {**run, "file": str(f),
+                                                                   "law_alpha": data["meta"]["law_alpha"]})
     return out
+
+
+def design_table(records: dict, ids: list, tier_name: str, law_alpha: float, draws: int = 2000) -> list:
+    """One row per (claim, calibration group): the tier's design, its predicted power and expected seeds at the
+    level of `claims run --all` from the group's records, and what the group's runs observed (at that level, when
+    they were measured at it: passes with a lower bound, mean seeds; at the claim case's own run alpha:
+    refutations with an upper bound), and whether the records are fresh (their code hash is the claim's now)."""
+    from .claim import get_claim
+    from .power import predict_case
+    from .stats import upper_bound
+    from .sweep import code_version
+    rows = []
+    for cid in ids:
+        claim = get_claim(cid)
+        tier = claim.tier(tier_name)
+        for (c, case, t), by_seed in sorted(records.items()):
+            if c != cid or t != tier_name:
+                continue
+            runs = list(by_seed.values())
+            scope = case.startswith(SCOPE)
+            pred = predict_case(claim, tier, runs, law_alpha, scope, draws)
+            same_level = [r for r in runs if abs(r["law_alpha"] - law_alpha) <= 1e-9 * law_alpha]
+            n = len(same_level)
+            passed = sum(r["levels"]["strict"]["ok"] for r in same_level)
+            own = [r["levels"].get("own", r["levels"]["strict"]) for r in runs]
+            refuted = sum(o["verdict"] == "refuted" for o in own)
+            codes = sorted({r["code"] for r in runs})
+            rows.append({
+                "claim": cid, "case": case, "scope": scope, "runs": len(runs),
+                "base_seeds": [min(by_seed), max(by_seed)], "fresh": codes == [code_version(claim)], "codes": codes,
+                "looks": {v: list(tier.looks(v)) for v in pred},
+                "predicted": {v: {"power": d.power, "expected_seeds": d.expected_seeds} for v, d in pred.items()},
+                "predicted_pass": float(np.prod([d.power for d in pred.values()])),
+                "observed_runs": n, "observed_pass": passed,
+                "observed_pass_lower95": 1 - upper_bound(n - passed, n) if n else None,
+                "observed_seeds": {v: float(np.mean([r["levels"]["strict"]["seeds"][v] for r in same_level
+                                                     if v in r["levels"]["strict"]["seeds"]]))
+                                   for v in pred} if n else {},
+                "refuted_own": refuted, "refuted_own_upper95": upper_bound(refuted, len(runs)),
+            })
+    return rows
+
+
+def design_markdown(rows: list, law_alpha: float, n_all: int) -> str:
+    cases = [r for r in rows if not r["scope"]]
+    scopes = [r for r in rows if r["scope"]]
+    pass_cases = float(np.prod([r["predicted_pass"] for r in cases])) if cases else float("nan")
+    pass_scopes = float(np.prod([r["predicted_pass"] for r in scopes])) if scopes else float("nan")
+    lines = [f"Every law at {law_alpha:.3g} (0.05 over the {n_all} verdicts of `claims run --all`), spent over its "
+             f"variant's looks. Predicted: the power of the tier's sequential design from the group's calibration "
+             f"records (`claims design`); observed: the group's calibration runs at that level (passed = the claim "
+             f"held and every control was rejected; 95% lower bound), and refutations at the claim case's own run "
+             f"alpha (95% upper bound).", "",
+             f"Predicted pass rate of `claims run --all` (the product over its claim cases, claim and controls): "
+             f"**{pass_cases:.4f}**. Predicted pass rate of the claim tests over the scopes (the product over the "
+             f"claims' scope groups; 1 minus it bounds the chance that they fail a correct commit): "
+             f"**{pass_scopes:.4f}**.", "",
+             "| claim | case | runs (base seeds) | looks (seeds per scale) | predicted power: claim; controls | "
+             "predicted seeds | observed: passed (95% lower) | observed seeds | refuted at own alpha (95% upper) | "
+             "records |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        looks = "; ".join(f"{v} {'/'.join(map(str, l))}" for v, l in r["looks"].items())
+        power = "; ".join(f"{v} {p['power']:.4f}" for v, p in r["predicted"].items())
+        seeds = "; ".join(f"{v} {p['expected_seeds']:.1f}" for v, p in r["predicted"].items())
+        obs = (f"{r['observed_pass']}/{r['observed_runs']} ({r['observed_pass_lower95']:.3f})" if r["observed_runs"]
+               else "not at this level")
+        oseeds = "; ".join(f"{v} {x:.1f}" for v, x in r["observed_seeds"].items()) or "-"
+        lines.append(f"| `{r['claim']}` | {r['case']} | {r['runs']} ({r['base_seeds'][0]}..{r['base_seeds'][1]}) | "
+                     f"{looks} | {power} | {seeds} | {obs} | {oseeds} | {r['refuted_own']} "
+                     f"({r['refuted_own_upper95']:.3f}) | {'current' if r['fresh'] else 'STALE: code ' + ', '.join(r['codes'])} |")
+    return "\n".join(lines) + "\n"
 
 
 def cmd_design(args, console):
     """For each claim with calibration records: the predicted power and expected seeds of its tier's sequential
-    design at the level of `claims run --all`, and the cheapest design that reaches the target."""
+    design at the level of `claims run --all`, what the records' runs observed, and with ``--search`` the cheapest
+    design that reaches the target."""
+    from pathlib import Path
     from rich.markup import escape
     from ..errors import HarnessError
-    from .claim import get_claim, registry
-    from .power import design, evaluate_design, pool
+    from .claim import get_claim, registry, sequential_looks
+    from .power import design, group_records
     if not args.sources:
         raise HarnessError("name the calibration records with --from (calibration.json or a directory)")
     if not 0 < args.target < 1:
@@ -648,62 +725,54 @@ def cmd_design(args, console):
     ids = args.ids or sorted({c for (c, _, t) in records if t == args.tier and c in registry()})
     if not ids:
         raise HarnessError(f"no calibration records of tier {args.tier} in {', '.join(args.sources)}")
+    for cid in ids:
+        get_claim(cid)
     console.print(f"every law at {law_alpha:.3g} ({args.alpha:g} over the {n_all} verdicts of `claims run --all`), "
-                  f"split over each variant's looks; target power {args.target} per variant")
-    product, product_scope = 1.0, 1.0
+                  f"split over each variant's looks")
+    rows = design_table(records, ids, args.tier, law_alpha, args.draws)
+    for r in rows:
+        console.print(escape(
+            f"{r['claim']} [{r['case']}] {r['runs']} runs{'' if r['fresh'] else ' (STALE records)'}: looks "
+            + "; ".join(f"{v} {tuple(l)}" for v, l in r["looks"].items()) + "; predicted power "
+            + "; ".join(f"{v} {p['power']:.4f} ({p['expected_seeds']:.1f} seeds)" for v, p in r["predicted"].items())
+            + f"; passes {r['predicted_pass']:.4f}"
+            + (f"; observed {r['observed_pass']}/{r['observed_runs']}" if r["observed_runs"] else "")), soft_wrap=True)
+    cases = [r["predicted_pass"] for r in rows if not r["scope"]]
+    scopes = [r["predicted_pass"] for r in rows if r["scope"]]
+    console.print(f"predicted pass rate under the tiers' designs: claim cases {np.prod(cases):.4f}"
+                  + (f"; scopes (the claim tests) {np.prod(scopes):.4f}" if scopes else ""))
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(design_markdown(rows, law_alpha, n_all))
+        console.print(f"table: {args.markdown}")
+    if not args.search:
+        return 0
+    console.print(f"searching designs that reach {args.target} per variant (cap <= {args.max_seeds})")
     for cid in ids:
         claim = get_claim(cid)
-        tier = claim.tier(args.tier)
-        groups = {case: list(runs.values()) for (c, case, t), runs in records.items() if c == cid and t == args.tier}
-        if not groups:
-            raise HarnessError(f"no calibration records of claim {cid} at tier {args.tier}")
-        variants = ["claim"] + [c.name for c in claim.controls]
-        console.print(f"[bold]{cid}[/bold] tier {args.tier}: now {tier.looks('claim')} seeds"
-                      + (f", controls {tier.looks(claim.controls[0].name)}" if tier.control_seeds else ""))
-        def group(runs, v):
-            rs = [r["records"][v] for r in runs if v in r["records"]]
-            return rs if not rs or runs[0]["case"].startswith(SCOPE) else [pool(rs)]   # a fixed premise: pooled
-        for case, runs in groups.items():
-            line = []
-            case_power = 1.0
-            for v in variants:
-                rs = group(runs, v)
-                if not rs:
-                    continue
-                d = evaluate_design(rs, tier.looks(v), law_alpha, v != "claim", args.draws)
-                case_power *= d.power
-                seeds = np.mean([r["records"][v][0]["seeds"] for r in runs if v in r["records"]])
-                line.append(f"{v} {d.power:.4f} ({d.expected_seeds:.1f} seeds)")
-            if case.startswith(SCOPE):
-                product_scope *= case_power
-            else:
-                product *= case_power
-            console.print(escape(f"  [{case}] {len(runs)} runs (records at {seeds:.0f} seeds): tier's design "
-                                 f"predicts power " + "; ".join(line) + f"; the case passes with {case_power:.4f}"))
-        claim_groups = [group(runs, "claim") for runs in groups.values()]
+        groups = [list(runs.values()) for (c, case, t), runs in sorted(records.items())
+                  if c == cid and t == args.tier]
+        scoped = [g[0]["case"].startswith(SCOPE) for g in groups]
+        claim_groups = [group_records(g, "claim", s) for g, s in zip(groups, scoped)]
         best = design(claim_groups, law_alpha, False, args.target, args.max_seeds, args.draws)
         if best is None:
-            console.print(f"  no design with at most {args.max_seeds} seeds per scale reaches {args.target}: the "
-                          f"claim cannot be decided at this tier (a full-tier law)")
+            console.print(f"{cid}: no design with at most {args.max_seeds} seeds per scale reaches {args.target}: "
+                          f"the claim cannot be decided at this tier (a full-tier law)")
             continue
         first, cap, ds = best
-        ctrl_groups = [group(runs, c.name) for runs in groups.values() for c in claim.controls]
+        ctrl_groups = [group_records(g, c.name, s) for g, s in zip(groups, scoped) for c in claim.controls]
         ctrl_groups = [g for g in ctrl_groups if g]
         cbest = design(ctrl_groups, law_alpha, True, args.target, max(cap, args.max_seeds), args.draws,
                        min_cap=cap) if ctrl_groups else None
         c_first, c_cap = (cbest[0], cbest[1]) if cbest else (first, cap)
         cap = max(cap, c_cap)
-        from .claim import sequential_looks
-        console.print(f"  design: Tier(seeds={first}, max_seeds={cap}"
-                      + (f", control_seeds={c_first}" if c_first != first else "") + f"): claim looks "
-                      f"{sequential_looks(first, cap)}, controls {sequential_looks(c_first, cap)}; predicted "
-                      + "; ".join(f"[{case}] claim {d.power:.4f}, {d.expected_seeds:.1f} seeds"
-                                  for case, d in zip(groups, ds)))
+        console.print(escape(f"{cid}: Tier(seeds={first}, max_seeds={cap}"
+                             + (f", control_seeds={c_first}" if c_first != first else "") + f"): claim looks "
+                             f"{sequential_looks(first, cap)}, controls {sequential_looks(c_first, cap)}; predicted "
+                             + "; ".join(f"[{g[0]['case']}] claim {d.power:.4f}, {d.expected_seeds:.1f} seeds"
+                                         for g, d in zip(groups, ds))), soft_wrap=True)
         if cbest is None and ctrl_groups:
             console.print(f"  the controls reach {args.target} with no cap up to {max(cap, args.max_seeds)}")
-    console.print(f"predicted pass rate of the calibrated claim cases under the tiers' designs (product over cases, "
-                  f"claim and controls): {product:.4f}" + (f"; over the scopes (the claim tests): {product_scope:.4f}"
-                                                           if product_scope < 1 else ""))
     return 0
 
 

@@ -253,3 +253,21 @@ def design(groups: list, law_alpha: float, control: bool, target: float, max_cap
                     best = (cost, f, cap, ds)
                 break                              # a larger cap only costs more for this first batch
     return None if best is None else best[1:]
+
+
+def group_records(runs: list, variant: str, scope: bool) -> list:
+    """The records of ``variant`` from a group of calibration runs, as :func:`evaluate_design` takes them: one
+    pooled record set for a fixed premise (:func:`pool`), one per run for premises drawn from a scope."""
+    rs = [r["records"][variant] for r in runs if variant in r["records"]]
+    return rs if not rs or scope else [pool(rs)]
+
+
+def predict_case(claim, tier, runs: list, law_alpha: float, scope: bool, draws: int = 2000) -> dict:
+    """The tier's design for one group of calibration runs (a claim case, or the scope): ``{variant: Design}``,
+    the claim's and each control's predicted power at its cap and expected seeds."""
+    out = {}
+    for v in ["claim"] + [c.name for c in claim.controls]:
+        rs = group_records(runs, v, scope)
+        if rs:
+            out[v] = evaluate_design(rs, tier.looks(v), law_alpha, v != "claim", draws)
+    return out
