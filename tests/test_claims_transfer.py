@@ -126,7 +126,8 @@ def test_planted_error_in_the_mup_readout_rate_refutes_sharpness(mc_backend, mon
     tier has 12): the planted error is large (S(0) exponent about 0.95 against the band's 0.15), and 4 seeds refute
     it (measured on jax: S(0) exponent 0.95 [0.88, 1.02], S(300) / S(0) 0.62)."""
     from harness import parametrisation as P
-    _planted_mup(monkeypatch, mc_backend.framework_name, "float64", output=P.ABC(b=0.5, c_sgd=0.0, c_adam=1.0))
+    _planted_mup(monkeypatch, mc_backend.framework_name, SHARPNESS.dtype, output=P.ABC(b=0.5, c_sgd=0.0,
+                                                                                    c_adam=1.0))
     with Store(tmp_path / "broken.sqlite") as store:
         (result,) = run_claim(PLANTED_SHARPNESS, "ci", mc_backend.framework_name, store=store,
                               include_controls=False)

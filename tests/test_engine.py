@@ -245,3 +245,41 @@ def test_cli_list_and_help():
     assert r.returncode == 0 and "ntk-drift" in r.stdout
     r = subprocess.run([sys.executable, "-m", "harness.engine.cli", "run", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--backend" in r.stdout
+
+
+# -- power by design: the committed calibration records and the tiers' designs --------------------------------------
+def test_committed_designs_predict_the_stated_pass_rates():
+    """Every registered claim has committed calibration records (calibration/ci: its cases, and its scope as the
+    claim tests draw it), and the tiers' sequential designs, applied to them (``claims design``), predict that
+    `claims run --all` passes with probability >= 0.99 and that the claim tests fail a correct commit with
+    probability at most ``claimcheck.SUITE_FALSE_FAIL``. A tier whose cap is lowered below what its records need
+    fails here."""
+    from pathlib import Path
+    from claimcheck import SUITE_FALSE_FAIL
+    from harness.engine.cli import all_level, design_table, load_records, scope_groups
+    root = Path(__file__).resolve().parent.parent
+    records = load_records([root / "calibration" / "ci"])
+    reg = registry()
+    have = {(c, case) for (c, case, t) in records if t == "ci"}
+    for cid, claim in reg.items():
+        for group in list(claim.cases) + scope_groups(claim):
+            assert (cid, group) in have, f"no calibration records of {cid} [{group}] in calibration/ci"
+    law_alpha, _ = all_level()
+    rows = design_table(records, sorted(reg), "ci", law_alpha)
+    cases = np.prod([r["predicted_pass"] for r in rows if not r["scope"]])
+    scopes = np.prod([r["predicted_pass"] for r in rows if r["scope"]])
+    assert cases >= 0.99, [(r["claim"], r["case"], r["predicted_pass"]) for r in rows if r["predicted_pass"] < 0.999]
+    assert 1 - scopes <= SUITE_FALSE_FAIL, [(r["claim"], r["case"], r["predicted_pass"]) for r in rows
+                                           if r["predicted_pass"] < 0.999]
+
+
+def test_committed_docs_are_what_claims_docs_writes(tmp_path):
+    """docs/claims.md and docs/calibration.md are generated (`claims docs`) from the registry and the committed
+    calibration records: a claim edited without regenerating them fails here."""
+    from pathlib import Path
+    from harness.engine.docs import write_docs
+    root = Path(__file__).resolve().parent.parent
+    for path in write_docs(tmp_path, root / "calibration" / "ci"):
+        committed = root / "docs" / path.name
+        assert committed.exists() and committed.read_text() == path.read_text(), \
+            f"docs/{path.name} is not what `claims docs` writes: run `claims docs` and commit it"

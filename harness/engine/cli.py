@@ -110,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--markdown", default=None, metavar="FILE", help="write the table (markdown) here")
     _path_arg(de)
 
+    dc = sub.add_parser("docs", help="write docs/claims.md (every claim, from the registry) and docs/calibration.md "
+                                     "(from the calibration records)")
+    dc.add_argument("--records", default="calibration/ci", metavar="DIR",
+                    help="the calibration records behind the project's statements (default calibration/ci/)")
+    dc.add_argument("--out", default="docs", metavar="DIR", help="output folder (default docs/)")
+    _path_arg(dc)
+
     cc = sub.add_parser("coordcheck", help="draw the coordinate check (TP-V): each layer's pre-activation change "
                                            "from init after a few steps, against width, for a parametrisation")
     cc.add_argument("--parametrisation", default="mup", help="standard, ntk, mup or mean-field (default mup)")
@@ -202,6 +209,11 @@ def cmd_list(args, console):
                 console.print(f"  law {law.name}: {law.describe()} in {band}{only}", soft_wrap=True, markup=False)
             for x in c.controls:
                 console.print(f"  control {x.name} {x.flip}: {x.why}", soft_wrap=True, markup=False)
+            for name, t in c.tiers.items():
+                ctl = f", controls {'/'.join(map(str, t.looks(c.controls[0].name)))}" if t.control_seeds else ""
+                console.print(f"  tier {name}: scales {', '.join(f'{s:g}' for s in t.scales)}; seeds per scale at each "
+                              f"look {'/'.join(map(str, t.looks()))}{ctl}" + (f"; {t.design}" if t.design else ""),
+                              soft_wrap=True, markup=False)
             for ch in c.changes:
                 console.print(f"  changed after a pilot: {ch}", soft_wrap=True, markup=False)
     return 0
@@ -715,7 +727,7 @@ def cmd_design(args, console):
     from rich.markup import escape
     from ..errors import HarnessError
     from .claim import get_claim, registry, sequential_looks
-    from .power import design, group_records
+    from .power import design, evaluate_design, group_records
     if not args.sources:
         raise HarnessError("name the calibration records with --from (calibration.json or a directory)")
     if not 0 < args.target < 1:
@@ -766,13 +778,29 @@ def cmd_design(args, console):
                        min_cap=cap) if ctrl_groups else None
         c_first, c_cap = (cbest[0], cbest[1]) if cbest else (first, cap)
         cap = max(cap, c_cap)
+        claim_looks, ctrl_looks = sequential_looks(first, cap), sequential_looks(c_first, cap)
+        ds = [evaluate_design(g, claim_looks, law_alpha, False, args.draws) for g in claim_groups]
+        cds = [evaluate_design(g, ctrl_looks, law_alpha, True, args.draws) for g in ctrl_groups]
+        text = (f"claims design on {sum(len(g) for g in groups)} calibration runs "
+                f"({', '.join(sorted({g[0]['case'] for g in groups}))}; base seeds "
+                + ", ".join(f"{min(r['base_seed'] for r in g)}..{max(r['base_seed'] for r in g)}" for g in groups)
+                + f"): each law at {law_alpha:.3g} / looks; claim looks {'/'.join(map(str, claim_looks))} predict "
+                f"power " + ", ".join(f"{d.power:.4f}" for d in ds) + " at the cap, "
+                + ", ".join(f"{d.expected_seeds:.1f}" for d in ds) + " seeds expected; controls from "
+                f"{c_first}: power >= {min(d.power for d in cds):.4f}, "
+                + f"{max(d.expected_seeds for d in cds):.1f} seeds expected at most" if cds else "")
         console.print(escape(f"{cid}: Tier(seeds={first}, max_seeds={cap}"
-                             + (f", control_seeds={c_first}" if c_first != first else "") + f"): claim looks "
-                             f"{sequential_looks(first, cap)}, controls {sequential_looks(c_first, cap)}; predicted "
-                             + "; ".join(f"[{g[0]['case']}] claim {d.power:.4f}, {d.expected_seeds:.1f} seeds"
-                                         for g, d in zip(groups, ds))), soft_wrap=True)
+                             + (f", control_seeds={c_first}" if c_first != first else "") + f", design={text!r})"),
+                      soft_wrap=True)
         if cbest is None and ctrl_groups:
             console.print(f"  the controls reach {args.target} with no cap up to {max(cap, args.max_seeds)}")
+    return 0
+
+
+def cmd_docs(args, console):
+    from .docs import write_docs
+    for path in write_docs(args.out, args.records):
+        console.print(f"wrote {path}")
     return 0
 
 
@@ -810,7 +838,7 @@ def main(argv=None) -> int:
         for line in LOAD_ERRORS.values():
             print(f"claims: skipped {line}", file=sys.stderr)
         return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "calibrate": cmd_calibrate,
-                "design": cmd_design, "coordcheck": cmd_coordcheck}[args.command](
+                "design": cmd_design, "docs": cmd_docs, "coordcheck": cmd_coordcheck}[args.command](
             args, console)
     except HarnessError as e:
         print(f"claims: error: {e}", file=sys.stderr)

@@ -1,5 +1,7 @@
 """Reports: per claim a plot (statistic vs scale, seed spread, the fitted law with its CI band, the control
-beside) and a markdown summary of what was tested and what was found, plus ``results.json`` for machines."""
+beside) and a markdown summary of what was tested and what was found (``README.md``), the same as one
+self-contained HTML page (``report.html``: figures inline, the summary table at the top linking to each claim's
+section, for CI to publish), and ``results.json`` for machines."""
 from __future__ import annotations
 
 import datetime
@@ -19,11 +21,16 @@ def _fmt(x):
     return "nan" if x is None or not np.isfinite(x) else f"{x:.4g}"
 
 
+def _esc(text) -> str:
+    """Text for a markdown table cell (a ``|`` in it would end the cell)."""
+    return str(text).replace("|", "\\|")
+
+
 def _law_rows(variant):
-    return [f"| {variant.variant} | {r.law} | {r.description} | {_fmt(r.estimate.value)} | "
+    return [f"| {variant.variant} | {r.law} | {_esc(r.description)} | {_fmt(r.estimate.value)} | "
             f"[{_fmt(r.estimate.low)}, {_fmt(r.estimate.high)}] ({r.estimate.method}) | {fmt_band(r.band)} | "
             f"{r.seeds} | {r.look} of {r.looks} | {r.alpha:.2g} | "
-            f"**{r.verdict}**{' — ' + r.note if r.note else ''} |"
+            f"**{r.verdict}**{' — ' + _esc(r.note) if r.note else ''} |"
             for r in variant.laws]
 
 
@@ -120,7 +127,7 @@ def write_report(results: list, out_dir: str | Path, title: str = "Claims report
              "point), so a control is an independent sample. The backends draw the *same* seeds: torch and JAX "
              "measure the same networks, so their agreement is a parity check, not a replication, and the "
              "verdicts of one claim case on two backends count once in the family.", "",
-             "Seeds: each claim case is measured in looks (a first batch of seeds per scale, doubling up to the "
+             "Looks: each claim case is measured in looks (a first batch of seeds per scale, doubling up to the "
              "tier's cap, the sequential design of `claims design`); a law is decided by its first conclusive look, "
              "each look evaluated at the law's alpha divided by the number of looks, and a variant stops when it is "
              "decided. The seeds column gives the seeds per scale each variant measured, out of its design's looks.",
@@ -129,11 +136,12 @@ def write_report(results: list, out_dir: str | Path, title: str = "Claims report
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         ctl = ", ".join(f"{c.variant}: {c.verdict}" for c in r.controls) or "-"
-        lines.append(f"| {r.claim} | {r.case} | {r.backend}/{r.device} | {r.tier} | **{r.verdict}** | {ctl} | "
-                     f"{_seeds_cell(r)} | {r.alpha:g} | {r.seconds:.1f} |")
+        lines.append(f"| [{r.claim}](#{anchor(r.claim, r.case)}) | {r.case} | {r.backend}/{r.device} | {r.tier} | "
+                     f"**{r.verdict}** | {ctl} | {_seeds_cell(r)} | {r.alpha:g} | {r.seconds:.1f} |")
     for (cid, case), rs in groups.items():
         claim = get_claim(cid)
-        lines += ["", f"## {claim.id} [{case}]: {claim.title}", "", f"*{claim.paper}*", "",
+        lines += ["", f'<a id="{anchor(cid, case)}"></a>', "", f"## {claim.id} [{case}]: {claim.title}", "",
+                  f"*{claim.paper}*", "",
                   f"> {claim.statement}", "",
                   "Premise: " + ", ".join(f"`{k}={v}`" for k, v in rs[0].premise.items()), ""]
         for c in claim.controls:
@@ -164,7 +172,56 @@ def write_report(results: list, out_dir: str | Path, title: str = "Claims report
     md = out / "README.md"
     md.write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps([summary_dict(r) for r in results], indent=1, default=str))
+    write_html(md, out / "report.html", title, ok)
     return md
+
+
+def anchor(claim_id: str, case: str) -> str:
+    """The id of a claim case's section (the summary table links to it)."""
+    return f"{claim_id}--{case}".replace(" ", "-")
+
+
+CSS = """body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:2em auto;
+padding:0 1.2em;color:#1d232a}h1{font-size:1.7em}h2{font-size:1.25em;margin-top:2.2em;border-top:1px solid #d8dee4;
+padding-top:1em}table{border-collapse:collapse;margin:.8em 0;font-size:13px;display:block;overflow-x:auto}
+th,td{border:1px solid #d0d7de;padding:3px 7px;vertical-align:top}th{background:#f3f5f7}tr:nth-child(even) td
+{background:#fafbfc}img{max-width:100%;height:auto;margin:.4em 0}blockquote{margin:.6em 0;padding:.2em 1em;
+border-left:4px solid #d0d7de;color:#444}code{background:#f3f5f7;padding:0 3px;border-radius:3px;font-size:90%}
+.banner{padding:.7em 1em;border-radius:6px;font-weight:600;margin:1em 0}.ok{background:#dafbe1;color:#116329}
+.bad{background:#ffebe9;color:#a40e26}strong{font-weight:650}"""
+
+
+def write_html(md: Path, path: Path, title: str, ok: bool) -> Path:
+    """One self-contained HTML page of the report (what CI can publish as an artifact): the markdown rendered by
+    Python-Markdown (tables), every figure inlined as a data URI, a banner with the overall verdict, and the
+    summary table's claims linked to their sections. Verdict words are coloured."""
+    import base64
+    import html
+    import re
+    import markdown
+    body = markdown.markdown(md.read_text(), extensions=["tables"], output_format="html")
+
+    def inline(m):
+        src = m.group(2)
+        png = md.parent / src
+        if not png.exists():
+            return m.group(0)
+        data = base64.b64encode(png.read_bytes()).decode()
+        return f'{m.group(1)}data:image/png;base64,{data}"'
+    body = re.sub(r'(<img[^>]*?src=")([^"]+)"', inline, body)
+    colours = {"holds": "#116329", "rejected": "#116329", "refuted": "#a40e26", "not rejected": "#a40e26",
+               "inconclusive": "#9a6700"}
+    body = re.sub(r"<strong>(holds|refuted|inconclusive|rejected|not rejected)</strong>",
+                  lambda m: f'<strong style="color:{colours[m.group(1)]}">{m.group(1)}</strong>', body)
+    banner = (f'<div class="banner {"ok" if ok else "bad"}">'
+              + ("Every claim holds and every control is rejected." if ok else
+                 "Not every claim holds or not every control is rejected: see the table.") + "</div>")
+    body = body.replace("</h1>", "</h1>" + banner, 1)
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+            f"<body>{body}</body></html>")
+    path.write_text(page)
+    return path
 
 
 def claim_figures(claim, results: list, out: Path) -> list[str]:
