@@ -283,3 +283,42 @@ def test_committed_docs_are_what_claims_docs_writes(tmp_path):
         committed = root / "docs" / path.name
         assert committed.exists() and committed.read_text() == path.read_text(), \
             f"docs/{path.name} is not what `claims docs` writes: run `claims docs` and commit it"
+
+
+# -- the sequential design in the engine -----------------------------------------------------------------------------
+def _noisy_measure(setting, backend):
+    rng = np.random.default_rng(setting.seed)
+    return {"x": float(setting.scale ** setting.premise["e"] * np.exp(0.3 * rng.standard_normal()))}
+
+
+def _sequential_toy():
+    return Claim(id="toy-sequential", title="t", paper="p", statement="s", premise={"e": -0.5}, scale_name="n",
+                 measure=_noisy_measure, laws=(PowerLaw("r", "x", (-0.6, -0.4)),),
+                 controls=(Control("flat", {"e": 0.0}, "no decay"),), outputs=("x",),
+                 tiers={"ci": Tier((4, 16, 64, 256), 4, max_seeds=64, control_seeds=3)})
+
+
+def test_sequential_design_adds_looks_until_decided_and_replays_from_the_store(tmp_path):
+    """A noisy claim needs more than its first batch: it measures look after look (4, 8, 16... seeds per scale),
+    each law at alpha / looks, and stops when decided; a control stops at its first refutation. Rerun, it measures
+    nothing new; replayed at a less strict level it stops no later and needs no new point; the report replays it
+    from the store alone."""
+    from harness.engine.sweep import plan, replay, run_claim as run
+    claim = _sequential_toy()
+    assert claim.tier("ci").looks() == (4, 8, 16, 32, 64) and claim.tier("ci").looks("flat") == (3, 6, 12, 24, 48, 64)
+    with Store(tmp_path / "s.sqlite") as store:
+        (r,) = run(claim, "ci", "jax", store=store, alpha=0.001)
+        n = store.count()
+        law = r.claim_result.laws[0]
+        assert r.verdict == "holds" and law.seeds > 4 and law.looks == 5
+        assert law.alpha == pytest.approx(r.law_alpha / 5) and law.seeds == r.claim_result.looks[law.look - 1]
+        flat = r.controls[0]
+        assert flat.verdict == "rejected" and flat.seeds < law.seeds
+        assert n == 4 * (law.seeds + flat.seeds)                  # every point measured once, none beyond the stop
+        (again,) = run(claim, "ci", "jax", store=store, alpha=0.001)
+        assert store.count() == n and again.claim_result.laws[0] == law
+        (loose,) = run(claim, "ci", "jax", store=store, alpha=0.2)
+        assert store.count() == n and loose.claim_result.laws[0].seeds <= law.seeds
+        (planned,) = plan([claim], "ci", ["jax"])
+        replayed = replay(planned, store, 0.001, r.law_alpha, r.verdicts)
+        assert replayed.claim_result.laws[0] == law and replayed.controls[0].seeds == flat.seeds
