@@ -35,6 +35,16 @@ from .laws import Law
 MAX_LOOKS = 6            # looks of a sequential design at most (each costs a Bonferroni share of a law's alpha)
 
 
+# The power calculation behind the package's ci designs (issue 21), stated in each tier's ``design``.
+SEARCHED_DESIGN = (
+    "the cheapest sequential design (first batch, cap, a control's first batch) whose predicted power at the level "
+    "of `claims run --all` (0.05 over every verdict of the registry) is >= 0.9995 for each case: `claims design "
+    "--search` on pilot calibration records, 8 runs per case on jax (base seeds 1001..1008; code of commit "
+    "0dcf86c), predictive power from each law's distance to its band edge against its standard error per seed. The "
+    "pilot records were not kept (the machine they ran on was replaced); the records that confirm the design on "
+    "fresh seeds are in calibration/ci")
+
+
 @dataclass(frozen=True)
 class Tier:
     """A sweep size: ``scales`` (widths, output scales, dimensions...), seeds per scale, premise overrides.
