@@ -190,6 +190,28 @@ def test_code_hash_covers_the_claim_modules_a_measure_imports_from(tmp_path, mon
                                                                                            "sharpness.py"]
 
 
+def test_code_hash_ignores_what_only_declares(tmp_path, monkeypatch):
+    """Docstrings, comments, a tier's seed counts and a change note do not change a claim's code hash (no point is
+    re-measured, no calibration record goes stale when a design is resized); the measure's body does."""
+    from harness.engine import sweep
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = ('"""A claim."""\nimport numpy as np\nfrom harness import Claim, PowerLaw, Tier\n\n\n'
+           'def measure(setting, backend):\n    """Doc."""\n    return {"v": np.float64(setting.scale) ** -0.5}\n\n\n'
+           'C = Claim(id="hash-decl", title="t", paper="p", statement="s", premise={}, scale_name="n", '
+           'measure=measure, laws=(PowerLaw("r", "v", (-0.6, -0.4), what="w"),), '
+           'tiers={"ci": Tier((4, 16), 4)}, changes=("a",))\n')
+    path = tmp_path / "claim_decl_hash.py"
+    path.write_text(src)
+    before = sweep.measured_source(path)
+    for old, new in [('"""A claim."""', '"""Another docstring."""'), ('"""Doc."""', "# a comment"),
+                     ('Tier((4, 16), 4)', 'Tier((4, 16, 64), 8, max_seeds=32, design="searched")'),
+                     ('changes=("a",)', 'changes=("a", "b")'), ('what="w"', 'what="the exponent"')]:
+        path.write_text(src.replace(old, new))
+        assert sweep.measured_source(path) == before, (old, new)
+    path.write_text(src.replace("** -0.5", "** -0.25"))
+    assert sweep.measured_source(path) != before
+
+
 def test_family_wise_alpha_is_divided_over_every_verdict():
     from harness.engine.sweep import verdict_count
     a2 = get_claim("ntk-init-limit")         # 3 laws; two controls, each asked to refute one law

@@ -178,11 +178,42 @@ def measure_sources(measure) -> list:
     return sorted(seen)
 
 
+# Keyword arguments that only declare (how a claim is evaluated, sized, named or explained), never what a point
+# measures: a point is keyed by its premise, scale and seed besides the code, so a tier's seed counts or scales, a
+# law's wording or a change note can be edited without re-measuring any point or staling a calibration record.
+DECLARATION_ONLY = frozenset({"tiers", "changes", "title", "statement", "paper", "why", "why_several", "what",
+                              "design"})
+
+
+def measured_source(path) -> bytes:
+    """The part of a source file that can change a measurement: its syntax (``ast.unparse``, so comments and
+    layout do not count) without docstrings and without the keyword arguments in :data:`DECLARATION_ONLY`. A
+    file that does not parse is taken whole."""
+    import ast
+    from pathlib import Path
+    text = Path(path).read_text()
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return text.encode()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        elif isinstance(node, ast.Call):
+            node.keywords = [k for k in node.keywords if k.arg not in DECLARATION_ONLY]
+    return ast.unparse(tree).encode()
+
+
 def code_version(claim: Claim) -> str:
     """A short hash of the source that measures a point: the files of :func:`measure_sources` (the module
     defining the claim's measure and the claim modules it imports from), every numerics module of the harness
     (models, backends, kernels, training...; not the engine, whose edits do not change a measurement) and the
-    harness version. Part of each point's store key, so edited code never reuses stale points."""
+    harness version, each as :func:`measured_source` reads it (docstrings, comments and declaration-only
+    arguments such as a claim's ``tiers`` and ``changes`` do not count). Part of each point's store key, so edited
+    code never reuses stale points, and the freshness of a calibration record."""
     import hashlib
     from pathlib import Path
     sources = measure_sources(claim.measure)
@@ -194,7 +225,7 @@ def code_version(claim: Claim) -> str:
         h = hashlib.sha256(HARNESS_VERSION.encode())
         for path in sources + files:
             h.update(str(path.relative_to(root.parent) if root.parent in path.parents else path.name).encode())
-            h.update(path.read_bytes())
+            h.update(measured_source(path))
         _CODE[key] = h.hexdigest()[:16]
     return _CODE[key]
 
