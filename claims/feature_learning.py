@@ -33,7 +33,7 @@ printed beside its verdict. No CI-tier run of either case has diverged.
 import numpy as np
 
 from harness import MLP, sgd
-from harness.engine.claim import SEARCHED_DESIGN as DESIGN, Claim, Control, Tier
+from harness.engine.claim import Claim, Control, Tier
 from harness.data import sin_cos_target, sphere
 from harness.kernels import rms
 from harness.engine.laws import PowerLaw
@@ -85,7 +85,7 @@ FEATURE_LEARNING = Claim(
         Control("standard", {"parametrisation": "standard"},
                 "standard parametrisation with the same global learning rate: the feature change grows with width"),
     ),
-    tiers={"ci": Tier(scales=(128, 256, 512, 1024, 2048), seeds=4, max_seeds=38, design=DESIGN),
+    tiers={"ci": Tier(scales=(128, 256, 512, 1024, 2048), seeds=4, max_seeds=49, design="searched"),
            "full": Tier(scales=(128, 256, 512, 1024, 2048, 4096, 8192, 16384), seeds=16)},
     cases={"mup": {"parametrisation": "mup", "expected": "mup", "zero_readout": True},
            "ntk": {"parametrisation": "ntk", "expected": "ntk", "zero_readout": False}},
@@ -100,9 +100,9 @@ FEATURE_LEARNING = Claim(
         "NTK case inconclusive at input_dim 8.",
         "D1 standard-parametrisation control (catalogue: SP slope > +0.3 or diverges) is asked only to refute "
         "the case's exponent band, since the first version; reason not recorded.",
-        "feature-learning: ci seeds 12 per scale (fixed) -> a sequential design, first batch 4 doubling up to 38 "
-        "(issue 21): a sample-size change from the power calculation in the tier's design, which also cut seeds where"
-        " the pilot showed more than enough; no law, band, grid or premise changed. The committed calibration/ci "
-        "records on fresh base seeds confirm it.",
+        "feature-learning: ci seeds 12 per scale (fixed) -> a sequential design, first batch 4 doubling up to 49 "
+        "(issue 21), searched over its cases and its scope: a sample-size change from the power calculation in the "
+        "tier's design, which also cut seeds where the calibration showed more than enough; no law, band, grid or "
+        "premise changed. The committed calibration/ci records on fresh base seeds measure it.",
     ),
 )

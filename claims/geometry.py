@@ -33,7 +33,7 @@ exponent -0.001; ReLU / orthogonal -0.053. Paired depth rise (16 seeds): +0.037 
 import numpy as np
 
 from harness import MLP
-from harness.engine.claim import SEARCHED_DESIGN as DESIGN, Claim, Control, Tier
+from harness.engine.claim import Claim, Control, Tier
 from harness.geometry import gradient_confusion, orthogonal_inputs, rademacher
 from harness.engine.laws import AtScale, PowerLaw
 
@@ -92,7 +92,7 @@ GRADIENT_CONFUSION = Claim(
                 why_several="the catalogue's (G1) and the issue's control, kept as stated; the two one-setting "
                             "controls above isolate each flip"),
     ),
-    tiers={"ci": Tier(scales=(128, 512, 1024, 2048, 4096), seeds=14, max_seeds=49, control_seeds=4, design=DESIGN),
+    tiers={"ci": Tier(scales=(128, 512, 1024, 2048, 4096), seeds=19, max_seeds=224, control_seeds=7, design="searched"),
            "full": Tier(scales=(128, 512, 1024, 2048, 4096, 8192, 16384), seeds=32)},
     scope={"input_dim": (32, 64)},
     changes=(
@@ -102,9 +102,9 @@ GRADIENT_CONFUSION = Claim(
         "0.037 +- 0.013 at 128. Confirmed on fresh seeds by claims calibrate (docs/calibration-history.md).",
         "G1 scope input_dim narrowed from (16, 32, 64) to (32, 64): one pilot run at d = N = 16 (base seed 7) left "
         "depth-rise inconclusive (0.017 [-0.007, 0.041]); rate held there (-0.47) and every control was rejected.",
-        "gradient-confusion: ci seeds 16 per scale (fixed) -> a sequential design, first batch 14 doubling up to 49, "
-        "controls from 4 (issue 21): a sample-size change from the power calculation in the tier's design, which also"
-        " cut seeds where the pilot showed more than enough; no law, band, grid or premise changed. The committed "
-        "calibration/ci records on fresh base seeds confirm it.",
+        "gradient-confusion: ci seeds 16 per scale (fixed) -> a sequential design, first batch 19 doubling up to 224,"
+        " controls from 7 (issue 21), searched over its cases and its scope: a sample-size change from the power "
+        "calculation in the tier's design, which also cut seeds where the calibration showed more than enough; no "
+        "law, band, grid or premise changed. The committed calibration/ci records on fresh base seeds measure it.",
     ),
 )

@@ -29,7 +29,7 @@ the twin or the gap law.
 import numpy as np
 
 from harness import MLP, output_scaled, sgd
-from harness.engine.claim import SEARCHED_DESIGN as DESIGN, Claim, Control, Tier
+from harness.engine.claim import Claim, Control, Tier
 from harness.data import sin_cos_target, sphere
 from harness.kernels import linearised_gd, rms
 from harness.engine.laws import PowerLaw
@@ -109,7 +109,7 @@ LAZY_OUTPUT_SCALE = Claim(
                 "alpha = 0.05..0.4 (the tier's control grid): training is not lazy, the weights move by as much as "
                 "their own norm and the twin no longer tracks them (distance ~ movement, not its square)", refutes=("twin", "function-gap")),
     ),
-    tiers={"ci": Tier(scales=(2.0, 8.0, 32.0, 128.0), seeds=6, max_seeds=23, control_seeds=4, design=DESIGN,
+    tiers={"ci": Tier(scales=(2.0, 8.0, 32.0, 128.0), seeds=7, max_seeds=81, control_seeds=3, design="searched",
                       control_scales=(0.05, 0.1, 0.2, 0.4)),
            "full": Tier(scales=(2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0), seeds=32, overrides={"width": 2000},
                         control_scales=(0.02, 0.05, 0.1, 0.2, 0.4))},
@@ -124,9 +124,9 @@ LAZY_OUTPUT_SCALE = Claim(
         "B1 small-alpha control (catalogue: alpha in {0.05, 0.1}, weights move as much as their own norm, "
         "function gap 0.09-0.15) runs on alpha = 0.05, 0.1, 0.2, 0.4 (full: 0.02..0.4) and must refute the "
         "twin or function-gap exponent law, since the first version; reason not recorded.",
-        "lazy-output-scale: ci seeds 16 per scale (fixed) -> a sequential design, first batch 6 doubling up to 23, "
-        "controls from 4 (issue 21): a sample-size change from the power calculation in the tier's design, which also"
-        " cut seeds where the pilot showed more than enough; no law, band, grid or premise changed. The committed "
-        "calibration/ci records on fresh base seeds confirm it.",
+        "lazy-output-scale: ci seeds 16 per scale (fixed) -> a sequential design, first batch 7 doubling up to 81, "
+        "controls from 3 (issue 21), searched over its cases and its scope: a sample-size change from the power "
+        "calculation in the tier's design, which also cut seeds where the calibration showed more than enough; no "
+        "law, band, grid or premise changed. The committed calibration/ci records on fresh base seeds measure it.",
     ),
 )

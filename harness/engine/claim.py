@@ -35,14 +35,27 @@ from .laws import Law
 MAX_LOOKS = 6            # looks of a sequential design at most (each costs a Bonferroni share of a law's alpha)
 
 
-# The power calculation behind the package's ci designs (issue 21), stated in each tier's ``design``.
-SEARCHED_DESIGN = (
-    "the cheapest sequential design (first batch, cap, a control's first batch) whose predicted power at the level "
-    "of `claims run --all` (0.05 over every verdict of the registry) is >= 0.9995 for each case: `claims design "
-    "--search` on pilot calibration records, 8 runs per case on jax (base seeds 1001..1008; code of commit "
-    "0dcf86c), predictive power from each law's distance to its band edge against its standard error per seed. The "
-    "pilot records were not kept (the machine they ran on was replaced); the records that confirm the design on "
-    "fresh seeds are in calibration/ci")
+# The power calculations behind the package's ci designs (issue 21), stated in each tier's ``design``.
+_SEARCH = ("the cheapest sequential design (first batch, cap <= 1024, a control's first batch) whose predicted power "
+           "at the level of `claims run --all` (0.05 over every verdict of the registry, split over the looks) is "
+           ">= 0.9998 for every variant (the claim and each control) in every calibration group searched: `claims "
+           "design --search --target 0.9998` on the first 3 runs of each group in calibration/ci (jax; cases: base "
+           "seeds 31001..31003, scope: 32001..32003), predictive power from each law's distance to its band edge "
+           "against its standard error per seed")
+SEARCHED_DESIGN = _SEARCH + ", over the claim's cases and its scope (the claim tests' draws)"
+SEARCHED_CASES_DESIGN = (_SEARCH + ", over the claim's cases only: over its scope no design within 1024 seeds per "
+                         "scale reaches the target on those records (a single run per drawn premise leaves the truth "
+                         "uncertain, and some premises lie near a band edge), so the claim tests' power over the "
+                         "scope is below it (docs/calibration.md gives it)")
+PILOT_DESIGN = ("the cheapest sequential design whose predicted power at the level of `claims run --all` was >= "
+                "0.9995 per case on pilot records (8 runs per case, jax, base seeds 1001..1008, code of commit "
+                "0dcf86c; the records were not kept, the machine was replaced): on calibration/ci no design within "
+                "1024 seeds reaches 0.9998, because the power of a law already expressed in standard errors (A4's "
+                "mean) does not grow with the seeds")
+
+
+# A tier's ``design`` may name one of these instead of stating its calculation in full.
+DESIGNS = {"searched": SEARCHED_DESIGN, "searched-cases": SEARCHED_CASES_DESIGN, "pilot": PILOT_DESIGN}
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,12 @@ class Tier:
     max_seeds: int | None = None            # the cap of the sequential design (default: ``seeds``, one look)
     control_seeds: int | None = None        # a control's first batch (default: ``seeds``)
     design: str = ""                        # the power calculation behind seeds / max_seeds / control_seeds
+                                            # (or a key of DESIGNS)
+
+    @property
+    def design_text(self) -> str:
+        """The power calculation behind the design: ``design``, or the text of :data:`DESIGNS` it names."""
+        return DESIGNS.get(self.design, self.design)
 
     def looks(self, variant: str = "claim") -> tuple:
         """Seeds per scale at each look of ``variant`` ("claim" or a control's name): the first batch, doubling,

@@ -212,7 +212,7 @@ def cmd_list(args, console):
             for name, t in c.tiers.items():
                 ctl = f", controls {'/'.join(map(str, t.looks(c.controls[0].name)))}" if t.control_seeds else ""
                 console.print(f"  tier {name}: scales {', '.join(f'{s:g}' for s in t.scales)}; seeds per scale at each "
-                              f"look {'/'.join(map(str, t.looks()))}{ctl}" + (f"; {t.design}" if t.design else ""),
+                              f"look {'/'.join(map(str, t.looks()))}{ctl}" + (f"; {t.design_text}" if t.design else ""),
                               soft_wrap=True, markup=False)
             for ch in c.changes:
                 console.print(f"  changed after a pilot: {ch}", soft_wrap=True, markup=False)

@@ -1,8 +1,7 @@
 """What a user reads, generated from data: ``docs/claims.md`` from the registry (every claim's paper, statement,
 premise, laws and bands, controls, tiers with their sequential designs, the changes made after pilots, and its
 calibration with its freshness) and ``docs/calibration.md`` from the committed calibration records
-(``calibration/ci/``: what ``claims calibrate --out`` writes; the pilot records the designs came from are in
-``calibration/pilot/``), through ``claims docs``. ``tests/test_engine.py``
+(``calibration/ci/``: what ``claims calibrate --out`` writes), through ``claims docs``. ``tests/test_engine.py``
 checks that the committed files are what the command writes, so they cannot drift from the code.
 
 A calibration record is *current* when the code hash it was measured with (``code``: the claim's measure module
@@ -57,7 +56,7 @@ def claim_page(claim, rows: list) -> list[str]:
                      + f" | {'/'.join(map(str, t.looks()))}; {ctl} | {_cell(t.overrides) if t.overrides else '-'} |")
     for name, t in claim.tiers.items():
         if t.design:
-            lines += ["", f"Design of the {name} tier: {t.design}"]
+            lines += ["", f"Design of the {name} tier: {t.design_text}"]
     if claim.changes:
         lines += ["", "**Changed after a pilot** (the paper's or catalogue's version, the change, the reason):", ""]
         lines += [f"- {ch}" for ch in claim.changes]
