@@ -91,6 +91,19 @@ def test_readme_example_claim_runs_from_a_user_file_on_both_backends(tmp_path):
     assert listed.returncode == 0 and "nngp-output-variance" in listed.stdout and str(folder.resolve()) in listed.stdout
 
 
+def test_readme_harness_block_runs_on_each_backend():
+    """The README's harness example runs as written (on each selected backend in turn), so it cannot drift from
+    the API."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- harness-example.*?-->\s*```python\n(.*?)```", text, re.S)
+    assert block, "README lost its harness example"
+    for name in selected_backends():
+        code = block.group(1).replace('get_backend("jax"', f'get_backend("{name}"')
+        scope: dict = {}
+        exec(compile(code, "README.md", "exec"), scope)
+        assert scope["run"].history["ntk"][-1].shape == (16, 16)
+
+
 # -- user files -------------------------------------------------------------------------------------------------
 def test_list_output_is_not_cut_when_piped():
     r = cli("list")
