@@ -274,14 +274,15 @@ def test_cli_list_and_help():
 @functools.lru_cache(maxsize=1)
 def _committed_design_rows():
     from pathlib import Path
+    from harness.engine.claim import package_claims
     from harness.engine.cli import all_level, design_table, load_records, scope_groups
     root = Path(__file__).resolve().parent.parent
     records = load_records([root / "calibration" / "ci"])
-    reg = registry()
+    reg = package_claims()          # not the toy claims other tests in this process have registered
     have = {(c, case) for (c, case, t) in records if t == "ci"}
     missing = [(cid, group) for cid, claim in reg.items() for group in list(claim.cases) + scope_groups(claim)
                if (cid, group) not in have]
-    law_alpha, _ = all_level()
+    law_alpha, _ = all_level(claims=reg)
     return missing, design_table(records, sorted(reg), "ci", law_alpha)
 
 

@@ -445,6 +445,13 @@ def register(claim: Claim) -> Claim:
     return claim
 
 
+def package_claims() -> dict[str, Claim]:
+    """The claims of the ``claims`` package only, by id: what the project's docs and calibration records describe,
+    whatever user files or tests have registered besides."""
+    return {cid: c for cid, c in sorted(registry().items())
+            if not source_of(cid) and getattr(c.measure, "__module__", "").startswith("claims.")}
+
+
 def source_of(claim_id: str) -> str:
     """The user file a claim was loaded from ("" for the package or a claim built in Python)."""
     return _SOURCES.get(claim_id, "")

@@ -425,12 +425,12 @@ def scope_groups(claim) -> list:
     return [f"{SCOPE}:{name}" for name in claim.cases]
 
 
-def all_level(alpha: float = 0.05) -> tuple[float, int]:
-    """The level of every law in ``claims run --all`` (``alpha`` over every verdict of the registry) and the
-    number of verdicts."""
+def all_level(alpha: float = 0.05, claims: dict | None = None) -> tuple[float, int]:
+    """The level of every law in ``claims run --all`` (``alpha`` over every verdict of the registry, or of
+    ``claims`` when given) and the number of verdicts."""
     from .claim import registry
     from .sweep import verdict_count
-    n = sum(verdict_count(c, None) for c in registry().values())
+    n = sum(verdict_count(c, None) for c in (registry() if claims is None else claims).values())
     return alpha / n, n
 
 

@@ -99,13 +99,13 @@ def _anchor(claim) -> str:
 
 
 def write_docs(out: Path, records_dir: Path, alpha: float = 0.05, draws: int = 2000) -> list[Path]:
-    """Write ``claims.md`` and ``calibration.md`` into ``out`` from the registry and the records under
+    """Write ``claims.md`` and ``calibration.md`` into ``out`` from the package's claims and the records under
     ``records_dir`` (tier ci); returns the paths."""
-    from .claim import registry
+    from .claim import package_claims
     from .cli import all_level, design_markdown, design_table, load_records
-    reg = dict(sorted(registry().items()))
+    reg = package_claims()
     records = load_records([records_dir]) if Path(records_dir).exists() else {}
-    law_alpha, n_all = all_level(alpha)
+    law_alpha, n_all = all_level(alpha, reg)
     rows = design_table(records, list(reg), TIER, law_alpha, draws)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
