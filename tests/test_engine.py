@@ -171,7 +171,7 @@ def test_store_key_changes_with_the_measure_code(tmp_path):
 def test_code_hash_covers_the_claim_modules_a_measure_imports_from(tmp_path, monkeypatch):
     """A claim file that takes a helper from another file of the user's is keyed on both: editing the helper
     changes the claim's code hash (stale points are not reused); numpy and the harness are not listed (the
-    harness is hashed whole). In the package, D3 takes coord-check's network."""
+    harness's modules are followed by ``harness_sources``). In the package, D3 takes coord-check's network."""
     from harness.engine import sweep
     import claims.sharpness
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -189,6 +189,40 @@ def test_code_hash_covers_the_claim_modules_a_measure_imports_from(tmp_path, mon
     assert sweep.code_version(claim) != before
     assert [p.name for p in sweep.measure_sources(claims.sharpness.SHARPNESS.measure)] == ["coord_check.py",
                                                                                            "sharpness.py"]
+
+
+def test_code_hash_covers_the_harness_modules_a_claim_can_run(tmp_path):
+    """The harness part of a claim's code hash is the closure under static imports (a function's local import
+    too) of what its claim modules import, plus the backends: ``from pkg import MLP`` counts the module ``MLP``
+    comes from, not every module ``pkg/__init__.py`` re-exports, so a new harness module no claim imports stales
+    no point and no calibration record; ``import pkg`` counts the whole package; the engine and errors.py are not
+    followed. In the package, G1 reads harness/geometry.py and not the tensor model's module."""
+    from harness.engine import sweep
+    import claims.geometry
+    pkg = tmp_path / "pkg"
+    files = {"__init__.py": "from .models import MLP\nfrom .extra import thing\nfrom .engine import Claim\n",
+             "models.py": "from .activations import relu\nfrom .errors import E\n\ndef f():\n"
+                          "    from .analytic import k\n",
+             "activations.py": "relu = 1\n", "analytic.py": "k = 1\n", "extra.py": "thing = 1\n",
+             "errors.py": "E = 1\n", "hessian.py": "from . import data\n", "data.py": "d = 1\n",
+             "engine/__init__.py": "from .claim import Claim\n", "engine/claim.py": "from ..extra import thing\n",
+             "backends/__init__.py": "from ._base import B\n", "backends/_base.py": "from ..hessian import h\n"}
+    for name, text in files.items():
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text(text)
+    claim = tmp_path / "claim_file.py"
+    claim.write_text("from pkg import MLP\nfrom pkg.engine.claim import Claim\n")
+
+    def names(src):
+        return sorted(str(p.relative_to(pkg)) for p in sweep.harness_sources([src], pkg))
+    base = ["backends/__init__.py", "backends/_base.py", "data.py", "hessian.py"]
+    assert names(claim) == sorted(base + ["activations.py", "analytic.py", "models.py"])
+    claim.write_text("import numpy\n")
+    assert names(claim) == base
+    claim.write_text("import pkg\n")
+    assert names(claim) == sorted(base + ["__init__.py", "activations.py", "analytic.py", "extra.py", "models.py"])
+    g1 = [p.name for p in sweep.harness_sources(sweep.measure_sources(claims.geometry.confusion))]
+    assert "geometry.py" in g1 and "models.py" in g1 and "tensor.py" not in g1 and "__init__.py" in g1  # backends'
 
 
 def test_code_hash_ignores_what_only_declares(tmp_path, monkeypatch):

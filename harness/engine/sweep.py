@@ -207,21 +207,127 @@ def measured_source(path) -> bytes:
     return ast.unparse(tree).encode()
 
 
+def _module_file(root, parts):
+    """The file of module ``parts`` (names below the package ``root``): a module file, or a package's
+    ``__init__.py``; None when neither exists."""
+    path = root.joinpath(*parts)
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def _imported_files(path, root) -> list:
+    """The files of the package ``root`` that the source ``path`` imports, anywhere in it (a function's local
+    import too), read statically from its syntax. ``from pkg import name`` names the submodule ``pkg.name`` when
+    there is one and ``pkg/__init__.py`` otherwise; re-exports in ``__init__.py`` files are followed by
+    :func:`harness_sources`."""
+    import ast
+    from pathlib import Path
+    path, root = Path(path), Path(root)
+    try:
+        tree = ast.parse(path.read_text())
+    except (SyntaxError, UnicodeDecodeError):
+        return []
+    inside = root in path.parents
+    here = list(path.relative_to(root).parent.parts) if inside else []
+    out = []
+
+    def add(parts, names=()):
+        base = _module_file(root, parts)
+        if base is None:
+            return
+        if base.name != "__init__.py" or not names:
+            out.append((base, ()))
+            return
+        for name in names:                       # from package import name: a submodule, or the package's name
+            sub = _module_file(root, parts + [name]) if name != "*" else None
+            out.append((sub, ()) if sub is not None else (base, (name,)))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                mod = alias.name.split(".")
+                if mod[0] == root.name:
+                    add(mod[1:], ("*",) if len(mod) == 1 else ())
+        elif isinstance(node, ast.ImportFrom):
+            names = tuple(a.name for a in node.names)
+            if node.level:
+                if not inside or node.level - 1 > len(here):
+                    continue
+                parts = here[:len(here) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+            else:
+                mod = (node.module or "").split(".")
+                if mod[0] != root.name:
+                    continue
+                parts = mod[1:]
+            add(parts, names)
+    return out
+
+
+def _reexports(init, root) -> dict:
+    """``{name: the file it comes from}`` for the names a package's ``__init__.py`` imports from its modules."""
+    import ast
+    from pathlib import Path
+    tree = ast.parse(Path(init).read_text())
+    here = list(Path(init).relative_to(root).parent.parts)
+    table = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            parts = here[:len(here) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+            f = _module_file(root, parts)
+            for a in node.names:
+                sub = _module_file(root, parts + [a.name])
+                table[a.asname or a.name] = sub if (f is None or f.name == "__init__.py") and sub else f
+    return table
+
+
+def harness_sources(files, root=None) -> list:
+    """The numerics files of the harness (package ``root``, default ``harness/``) a claim's measure can run: the
+    closure under static imports of what ``files`` (its claim modules) import from the harness, and of every
+    backend module (a backend is imported by name at run time). ``from harness import MLP`` counts the module
+    ``MLP`` is re-exported from, not everything ``harness/__init__.py`` imports, so a harness module no claim
+    reaches (a new model family, a pilot tool) leaves the claim's code hash alone. The engine (``engine/``: how
+    points become verdicts, never what a point measures) and ``errors.py`` are not followed."""
+    from pathlib import Path
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
+    skipped = {root / "errors.py"}
+
+    def kept(f):
+        return f is not None and f not in skipped and "engine" not in f.relative_to(root).parts[:1]
+    todo = [pair for src in files for pair in _imported_files(src, root)]
+    todo += [(f, ()) for f in sorted((root / "backends").glob("*.py"))]
+    seen, done = set(), set()
+    while todo:
+        f, names = todo.pop()
+        if not kept(f) or (f, names) in done:
+            continue
+        done.add((f, names))
+        if f.name == "__init__.py" and names and "*" not in names:
+            table = _reexports(f, root)
+            if all(n in table for n in names):   # a re-exported name: the module it comes from
+                todo += [(table[n], ()) for n in names]
+                continue
+        seen.add(f)
+        todo += [(g, ns) for g, ns in _imported_files(f, root)]
+    return sorted(seen)
+
+
 def code_version(claim: Claim) -> str:
     """A short hash of the source that measures a point: the files of :func:`measure_sources` (the module
-    defining the claim's measure and the claim modules it imports from), every numerics module of the harness
-    (models, backends, kernels, training...; not the engine, whose edits do not change a measurement) and the
-    harness version, each as :func:`measured_source` reads it (docstrings, comments and declaration-only
-    arguments such as a claim's ``tiers`` and ``changes`` do not count). Part of each point's store key, so edited
-    code never reuses stale points, and the freshness of a calibration record."""
+    defining the claim's measure and the claim modules it imports from), the harness's numerics modules they can
+    run (:func:`harness_sources`: what they import, transitively, and the backends) and the harness version, each
+    as :func:`measured_source` reads it (docstrings, comments and declaration-only arguments such as a claim's
+    ``tiers`` and ``changes`` do not count). Part of each point's store key, so edited code never reuses stale
+    points, and the freshness of a calibration record."""
     import hashlib
     from pathlib import Path
     sources = measure_sources(claim.measure)
     key = tuple(str(p) for p in sources)
     if key not in _CODE:
         root = Path(__file__).resolve().parent.parent          # harness/
-        files = [p for p in sorted(root.rglob("*.py"))
-                 if p.relative_to(root).parts[0] != "engine" and p.relative_to(root) != Path("errors.py")]
+        files = harness_sources(sources, root)
         h = hashlib.sha256(HARNESS_VERSION.encode())
         for path in sources + files:
             h.update(str(path.relative_to(root.parent) if root.parent in path.parents else path.name).encode())
