@@ -138,17 +138,22 @@ def test_duplicate_id_and_file_without_claims_are_errors(tmp_path):
     one_line_error(cli("list", "--path", tmp_path / "nowhere"), "nowhere", "no such")
 
 
-@pytest.mark.parametrize("edit, needles", [
-    (dict(flip='{"slop": 0.0}'), ["control flat: flip", "'slop'", "not a premise setting"]),
-    (dict(overrides=', overrides={"nois": 0.2}'), ["tier ci: overrides", "'nois'"]),
-    (dict(extra_law=' AtScale("at-32", "value", (0, 1), scale=32)'), ["law at-32", "scale 32", "tier ci"]),
-    (dict(outputs='outputs=("value",),', statistic="valeu"), ["law rate", "'valeu'", "declared outputs"]),
+@pytest.mark.parametrize("edit, needles, at", [
+    (dict(flip='{"slop": 0.0}'), ["control flat: flip", "'slop'", "not a premise setting"], "Control("),
+    (dict(overrides=', overrides={"nois": 0.2}'), ["tier ci: overrides", "'nois'"], "Tier("),
+    (dict(extra_law=' AtScale("at-32", "value", (0, 1), scale=32)'), ["law at-32", "scale 32", "tier ci"],
+     "laws=("),
+    (dict(outputs='outputs=("value",),', statistic="valeu"), ["law rate", "'valeu'", "declared outputs"], "laws=("),
+    (dict(overrides=", max_seeds=2"), ["tier ci has max_seeds=2", "below its first batch"], "Tier("),
 ])
-def test_declaration_mistakes_are_one_line_naming_file_claim_and_field(tmp_path, edit, needles):
+def test_declaration_mistakes_are_one_line_naming_file_claim_and_field(tmp_path, edit, needles, at):
+    """Each mistake is one line naming the file and the line of the offending Control, Tier or law (not the
+    ``Claim(`` call around it), the claim and the field, before any point is measured."""
     path = toy_file(tmp_path, **edit)
     store = tmp_path / "s.sqlite"
     line = one_line_error(cli("run", "toy-claim", "--path", path, "--backend", "jax", "--store", store), *needles)
-    assert "toy.py" in line and "toy-claim" in line
+    lineno = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if at in text)
+    assert f"toy.py:{lineno}:" in line and "toy-claim" in line
     assert not store.exists() or Store(store).count() == 0, "a point was measured before the error"
 
 
@@ -183,6 +188,62 @@ def test_nan_measurement_is_named_in_the_note(tmp_path):
     r = cli("run", "toy-claim", "--path", path, "--backend", "jax", "--store", tmp_path / "s.db", "--workers", "1")
     assert r.returncode == 1, r.stderr
     assert "inconclusive" in r.stdout and "value is NaN or infinite at 3 point(s): scale 16 seed" in r.stdout
+    # reported as the first NaN point arrives, with its setting, before the verdicts
+    warning = re.search(r"toy-claim \[default\] jax claim: 'value' is NaN or infinite at n 16, seed \d+ "
+                        r"\(replicate \d\): the first such point of this variant; the laws rate read it", r.stdout)
+    assert warning and r.stdout.count("jax claim: 'value' is NaN") == 1       # once per variant
+    assert r.stdout.count("jax flat: 'value' is NaN") == 1
+    assert warning.start() < r.stdout.index("toy-claim [default] jax/cpu")
+
+
+def test_a_measurement_no_law_reads_at_a_scale_is_not_measured_there(tmp_path):
+    """A measurement read by a law at one scale only (``AtScale``) may be None (or NaN) elsewhere: not measured
+    there by declaration, it is neither warned about nor named as non-finite, and the claim holds."""
+    path = tmp_path / "toy.py"
+    path.write_text(TEMPLATE.format(id="toy-claim", statistic="value", flip='{"slope": 0.0}', overrides="",
+                                    extra_law=' AtScale("at-64", "extra", (0.5, 1.5), scale=64)', outputs="",
+                                    measure="measure") +
+                    "\n\ndef extra_at_64(setting, backend):\n    out = measure(setting, backend)\n"
+                    "    extra = 1.0 + 0.01 * np.random.default_rng(setting.seed).standard_normal()\n"
+                    "    return {**out, 'extra': extra if setting.scale == 64 else None}\n\n"
+                    "TOY = TOY.variant(measure=extra_at_64)\n")
+    r = cli("run", "toy-claim", "--path", path, "--backend", "jax", "--store", tmp_path / "s.db", "--workers", "1",
+            "--seeds", 8)
+    assert r.returncode in (0, 1), (r.stdout, r.stderr)
+    assert re.search(r"claim at-64 +[0-9.]+ \[.*\] in \[0\.5, 1\.5\]: holds", r.stdout), r.stdout
+    assert "NaN" not in r.stdout and "non-finite" not in r.stdout
+
+
+def test_pilot_prints_a_runs_points_and_stores_nothing(tmp_path):
+    """`claims pilot` measures the points `claims run` would (the same derived seeds, the same values), prints
+    their outputs and time, and writes no store; :func:`pilot` in Python gives the same; bad input is one line."""
+    from harness.engine.pilot import pilot
+    path = toy_file(tmp_path)
+    r = cli("pilot", "toy-claim", "--path", path, "--scale", 16, "--seeds", 2, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["16", "16"] and not (tmp_path / "results").exists()
+    store = tmp_path / "s.sqlite"
+    assert cli("run", "toy-claim", "--path", path, "--backend", "jax", "--store", store, "--workers", "1",
+               "--seeds", 3).returncode in (0, 1)
+    import sqlite3
+    with sqlite3.connect(store) as db:
+        stored = dict(db.execute("SELECT seed, result FROM points WHERE scale = 16 AND variant = 'claim' "
+                                 "AND replicate < 2").fetchall())
+    import json
+    for row in rows:
+        assert int(row[1]) in stored
+        assert float(row[3]) == pytest.approx(json.loads(stored[int(row[1])])["value"]["data"][0], rel=1e-3)
+    (point,) = pilot(_toy(), [16], backend="jax", seed=5)
+    assert point.setting.seed == 5 and point.setting.scale == 16 and set(point.outputs) == {"value"}
+    one_line_error(cli("pilot", "toy-claim", "--path", path, "--set", "slop=1"), "no premise setting 'slop'")
+    one_line_error(cli("pilot", "toy-claim", "--path", path, "--variant", "nope"), "no control 'nope'")
+    one_line_error(cli("pilot", "toy-claim", "--path", path, "--backend", "all"), "one backend")
+
+
+def test_list_shows_your_own_claims_first(tmp_path):
+    r = cli("list", "--path", toy_file(tmp_path))
+    assert r.returncode == 0 and r.stdout.splitlines()[0].startswith("toy-claim\t")
 
 
 # -- the authoring API in Python ----------------------------------------------------------------------------------

@@ -32,6 +32,31 @@ from ..errors import HarnessError
 from .laws import Law
 
 
+def defined_at() -> str:
+    """``file:line`` of the statement outside the engine that is building a declaration (a Tier, Control or law):
+    recorded on it, so an error about it names its own line, not the ``Claim(`` call around it."""
+    import sys
+    from pathlib import Path
+    engine = str(Path(__file__).resolve().parent)
+    f = sys._getframe(1)
+    while f is not None and (f.f_code.co_filename.startswith(engine) or f.f_code.co_filename.startswith("<")):
+        f = f.f_back
+    return f"{f.f_code.co_filename}:{f.f_lineno}" if f is not None else ""
+
+
+class DeclarationError(HarnessError):
+    """A claim's declaration is wrong; ``where`` is the ``file:line`` of the offending Tier, Control or law when
+    known (the CLI prints it instead of the ``Claim(`` line)."""
+
+    def __init__(self, message: str, where: str = ""):
+        super().__init__(message)
+        self.where = where
+
+
+def _location(obj) -> str:
+    return getattr(obj, "_defined_at", "")
+
+
 MAX_LOOKS = 6            # looks of a sequential design at most (each costs a Bonferroni share of a law's alpha)
 
 
@@ -86,6 +111,9 @@ class Tier:
     design: str = ""                        # the power calculation behind seeds / max_seeds / control_seeds
                                             # (or a key of DESIGNS)
 
+    def __post_init__(self):
+        object.__setattr__(self, "_defined_at", defined_at())
+
     @property
     def design_text(self) -> str:
         """The power calculation behind the design: ``design``, or the text of :data:`DESIGNS` it names."""
@@ -127,6 +155,9 @@ class Control:
     # so the control asks whether the claim's law still holds without its premise) or "control" (the flipped
     # premise's own prediction).
     prediction: str = "claim"
+
+    def __post_init__(self):
+        object.__setattr__(self, "_defined_at", defined_at())
 
 
 class Setting(NamedTuple):
@@ -190,49 +221,50 @@ class Claim:
         names = {l.name for l in self.laws}
         for c in self.controls:
             if not set(c.refutes) <= names:
-                raise HarnessError(f"claim {self.id}: control {c.name} refutes unknown laws {set(c.refutes) - names}")
+                raise DeclarationError(f"claim {self.id}: control {c.name} refutes unknown laws "
+                                       f"{set(c.refutes) - names}", _location(c))
             if len(c.flip) > 1 and not c.why_several:
-                raise HarnessError(f"claim {self.id}: control {c.name} flips {len(c.flip)} settings "
-                                   f"({', '.join(c.flip)}); flip one, or say why in why_several")
+                raise DeclarationError(f"claim {self.id}: control {c.name} flips {len(c.flip)} settings "
+                                       f"({', '.join(c.flip)}); flip one, or say why in why_several", _location(c))
         for name, t in self.tiers.items():
             for what, n in (("seeds", t.seeds), ("control_seeds", t.control_seeds)):
                 if n is not None and (not isinstance(n, int) or n < MIN_SEEDS):
-                    raise HarnessError(f"claim {self.id}: tier {name} has {what}={n!r} per scale; a confidence "
-                                       f"interval needs at least {MIN_SEEDS}")
+                    raise DeclarationError(f"claim {self.id}: tier {name} has {what}={n!r} per scale; a "
+                                           f"confidence interval needs at least {MIN_SEEDS}", _location(t))
             if t.max_seeds is not None and (not isinstance(t.max_seeds, int)
                                             or t.max_seeds < max(t.seeds, t.control_seeds or 0)):
-                raise HarnessError(f"claim {self.id}: tier {name} has max_seeds={t.max_seeds!r}, below its first "
-                                   f"batch ({max(t.seeds, t.control_seeds or 0)} seeds)")
+                raise DeclarationError(f"claim {self.id}: tier {name} has max_seeds={t.max_seeds!r}, below its "
+                                       f"first batch ({max(t.seeds, t.control_seeds or 0)} seeds)", _location(t))
             for variant in ["claim"] + [c.name for c in self.controls]:
                 if len(t.looks(variant)) > MAX_LOOKS:
-                    raise HarnessError(f"claim {self.id}: tier {name} makes {len(t.looks(variant))} looks "
-                                       f"{t.looks(variant)} for {variant}; at most {MAX_LOOKS} (raise the first "
-                                       f"batch or lower max_seeds)")
+                    raise DeclarationError(f"claim {self.id}: tier {name} makes {len(t.looks(variant))} looks "
+                                           f"{t.looks(variant)} for {variant}; at most {MAX_LOOKS} (raise the "
+                                           f"first batch or lower max_seeds)", _location(t))
 
     def _check_declarations(self):
-        def fail(msg):
-            raise HarnessError(f"claim {self.id}: {msg}")
+        def fail(msg, at=None):
+            raise DeclarationError(f"claim {self.id}: {msg}", _location(at))
         known = set(self.premise)
         listing = ", ".join(sorted(known)) or "none"
 
-        def check_keys(where, keys):
+        def check_keys(where, keys, at=None):
             bad = sorted(set(keys) - known)
             if bad:
-                fail(f"{where} names {', '.join(map(repr, bad))}, not a premise setting (premise: {listing})")
+                fail(f"{where} names {', '.join(map(repr, bad))}, not a premise setting (premise: {listing})", at)
         if not isinstance(self.tiers, dict) or not isinstance(self.cases, dict):
             fail("tiers and cases must be dicts")
         for c in self.controls:
             if not isinstance(c, Control):
                 fail(f"controls must be Control objects, got {type(c).__name__}")
-            check_keys(f"control {c.name}: flip", c.flip)
+            check_keys(f"control {c.name}: flip", c.flip, c)
             if c.prediction not in ("claim", "control"):
-                fail(f"control {c.name}: prediction must be 'claim' or 'control', got {c.prediction!r}")
+                fail(f"control {c.name}: prediction must be 'claim' or 'control', got {c.prediction!r}", c)
         for name, t in self.tiers.items():
             if not isinstance(t, Tier):
                 fail(f"tier {name} must be a Tier, got {type(t).__name__}")
-            check_keys(f"tier {name}: overrides", t.overrides)
+            check_keys(f"tier {name}: overrides", t.overrides, t)
             if not t.scales:
-                fail(f"tier {name} has no scales")
+                fail(f"tier {name} has no scales", t)
         for name, case in self.cases.items():
             check_keys(f"case {name}", case)
         check_keys("scope", self.scope)
@@ -242,10 +274,10 @@ class Claim:
             bad = sorted(set(law.cases) - set(self.cases))
             if bad:
                 fail(f"law {law.name}: cases names {', '.join(map(repr, bad))}, not a case of the claim "
-                     f"(cases: {', '.join(self.cases)})")
+                     f"(cases: {', '.join(self.cases)})", law)
             if self.outputs and law.statistic not in self.outputs:
                 fail(f"law {law.name}: statistic {law.statistic!r} is not among the declared outputs "
-                     f"({', '.join(self.outputs)})")
+                     f"({', '.join(self.outputs)})", law)
             at = getattr(law, "scale", None)
             if at is not None:
                 for name, t in self.tiers.items():
@@ -256,7 +288,7 @@ class Claim:
                     for what, grid in grids:
                         if not any(np.isclose(float(at), float(s), rtol=1e-9, atol=0) for s in grid):
                             fail(f"law {law.name}: scale {at:g} is not in tier {name}'s {what} "
-                                 f"{[float(s) for s in grid]}")
+                                 f"{[float(s) for s in grid]}", law)
 
     def laws_for(self, case: str) -> tuple:
         """The laws that apply in ``case`` (a law with ``cases`` applies only in those)."""
@@ -322,8 +354,12 @@ def _one_line(e: BaseException) -> str:
 
 
 def _where(e: BaseException, path) -> str:
-    """``path:line`` of the deepest frame in ``path`` (the statement that failed), else ``path``."""
+    """``path:line`` of the offending declaration when the error names one in ``path`` (a Tier, Control or law:
+    :class:`DeclarationError`), else of the deepest frame in ``path`` (the statement that failed), else ``path``."""
     import traceback
+    where = getattr(e, "where", "")
+    if where and where.rsplit(":", 1)[0] == str(path):
+        return f"{path}:{where.rsplit(':', 1)[1]}"
     line = None
     for frame in traceback.extract_tb(e.__traceback__):
         if frame.filename == str(path):

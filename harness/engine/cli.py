@@ -20,6 +20,7 @@ EPILOG = """examples:
   claims report --out reports/ci
   claims calibrate ntk-drift --runs 100 --backend jax --out reports/calibration
   claims coordcheck --parametrisation mup --optimizer adam --out coord.png
+  claims pilot ntk-drift --scale 256 --seeds 2        # one measure's outputs and time, nothing stored
 
 results are stored in results/claims.sqlite (override with --store or CLAIMS_STORE); a point already stored is
 never recomputed, so an interrupted run resumes where it stopped. Sweeps use every local core by default
@@ -117,6 +118,29 @@ def _parser() -> argparse.ArgumentParser:
     dc.add_argument("--out", default="docs", metavar="DIR", help="output folder (default docs/)")
     _path_arg(dc)
 
+    pi = sub.add_parser("pilot", help="run one claim's measure at chosen settings and print its outputs and time; "
+                                      "stores nothing (try a premise before a sweep)",
+                        epilog="examples:\n  claims pilot ntk-drift --scale 256 --seeds 2\n"
+                               "  claims pilot gradient-confusion --variant relu --set input_dim=64 --backend torch\n"
+                               "  claims pilot my-claim --path my_claim.py --scale 64 --seed 7",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pi.add_argument("id", metavar="ID", help="claim id (see `claims list`)")
+    pi.add_argument("--case", default=None, help="premise case (default: the claim's first)")
+    pi.add_argument("--variant", default="claim", help="claim (default) or a control's name")
+    pi.add_argument("--scale", type=float, action="append", default=None,
+                    help="scale to measure at (repeatable; default: the tier's scales)")
+    pi.add_argument("--seeds", type=int, default=1, help="replicates per scale (default 1)")
+    pi.add_argument("--seed", type=int, default=None,
+                    help="explicit seed of the first replicate (then seed+1, ...); default: the seeds `claims run` "
+                         "derives at --base-seed")
+    pi.add_argument("--base-seed", type=int, default=0, help="base of the derived seeds (default 0)")
+    pi.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a premise setting (a Python literal, else a string; repeatable)")
+    pi.add_argument("--backend", default="jax", help="torch or jax (default jax)")
+    pi.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    pi.add_argument("--tier", default="ci", help="the tier whose scales and overrides apply (default ci)")
+    _path_arg(pi)
+
     cc = sub.add_parser("coordcheck", help="draw the coordinate check (TP-V): each layer's pre-activation change "
                                            "from init after a few steps, against width, for a parametrisation")
     cc.add_argument("--parametrisation", default="mup", help="standard, ntk, mup or mean-field (default mup)")
@@ -184,7 +208,8 @@ def _cases(claim, args):
 def cmd_list(args, console):
     from .claim import registry, source_of
     from .laws import fmt_band
-    claims = list(registry().values())
+    # your own claims (--path, CLAIMS_PATH) first, then the package's, each in registration order
+    claims = sorted(registry().values(), key=lambda c: not source_of(c.id))
     rows = [(c.id, c.title, ", ".join(c.cases), ", ".join(c.tiers), ", ".join(x.name for x in c.controls),
              "cpu" if "cpu-only" in c.needs else "cpu, cuda", source_of(c.id) or "claims package") for c in claims]
     if not console.is_terminal:
@@ -286,13 +311,14 @@ def cmd_run(args, console):
     t0 = time.perf_counter()
     with Store(args.store) as store, make_executor(args.executor, args.workers, args.address,
                                                    progress=not args.no_progress) as executor:
-        console.print(f"measuring on {executor.describe()}; store {store.path}")
+        console.print(f"measuring {executor.describe()}; store {store.path}")
         from rich.markup import escape
         results = run_claims(claims, args.tier, backends, args.device, case=args.case, seeds=args.seeds,
                              base_seed=args.base_seed, alpha=args.alpha, store=store, executor=executor,
                              law_alpha=law_alpha, verdicts=verdicts, label="claims",
                              log=None if args.no_progress else lambda line: console.print(
-                                 f"[dim]{escape(line)}[/dim]", soft_wrap=True))
+                                 f"[dim]{escape(line)}[/dim]", soft_wrap=True),
+                             warn=lambda line: console.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True))
     for r in results:
         _print_result(console, r)
     for line in parity_lines(results):
@@ -804,6 +830,71 @@ def cmd_docs(args, console):
     return 0
 
 
+def _settings(pairs) -> dict:
+    import ast
+    from ..errors import HarnessError
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise HarnessError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = text
+    return out
+
+
+def cmd_pilot(args, console):
+    from rich.markup import escape
+    from .claim import get_claim
+    from .pilot import describe_output, pilot, read_at
+    (backend,) = _backends(args.backend) if args.backend != "all" else (None,)
+    if backend is None:
+        from ..errors import HarnessError
+        raise HarnessError("pilot runs on one backend: --backend torch or --backend jax")
+    claim = get_claim(args.id)
+    _check_env([backend], args.device, claim.dtype)
+    points = pilot(claim, args.scale, case=args.case, variant=args.variant, seeds=args.seeds, seed=args.seed,
+                   base_seed=args.base_seed, backend=backend, device=args.device, tier=args.tier,
+                   premise=_settings(args.set))
+    p = points[0].setting
+    console.print(escape(f"{claim.id} [{p.case}] {p.variant} on {backend}/{args.device}, premise {p.premise}; "
+                         f"nothing stored (the first point of each scale includes compilation)"), soft_wrap=True)
+    names = list(dict.fromkeys(k for pt in points for k in pt.outputs))
+    t = claim.tier(args.tier)
+    grid = t.scales if p.variant == "claim" or t.control_scales is None else t.control_scales
+
+    def cell(pt, k):
+        if k not in pt.outputs:
+            return ""
+        text = describe_output(pt.outputs[k])
+        if not read_at(claim, p.case, p.variant, k, pt.setting.scale, grid):     # no law reads it at this scale
+            return "not measured" if not np.all(np.isfinite(pt.outputs[k])) else f"{text} (unread)"
+        return text
+    rows = [[f"{pt.setting.scale:g}", str(pt.setting.seed), f"{pt.seconds:.3f}"] + [cell(pt, k) for k in names]
+            for pt in points]
+    header = [claim.scale_name, "seed", "seconds"] + names
+    if not console.is_terminal:
+        print("\t".join(header))
+        for row in rows:
+            print("\t".join(row))
+    else:
+        from rich.table import Table
+        t = Table()
+        for col in header:
+            t.add_column(col, overflow="fold")
+        for row in rows:
+            t.add_row(*[escape(c) for c in row])
+        console.print(t)
+    bad = sum(not np.all(np.isfinite(np.asarray(v, dtype=float))) for pt in points for k, v in pt.outputs.items()
+              if read_at(claim, p.case, p.variant, k, pt.setting.scale, grid))
+    if bad:
+        console.print(f"[yellow]{bad} measurement(s) NaN or infinite where a law reads them (that law would be "
+                      f"inconclusive)[/yellow]")
+    return 0
+
+
 def cmd_coordcheck(args, console):
     from ..coordcheck import run_coord_check
     from ..errors import HarnessError
@@ -838,7 +929,7 @@ def main(argv=None) -> int:
         for line in LOAD_ERRORS.values():
             print(f"claims: skipped {line}", file=sys.stderr)
         return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "calibrate": cmd_calibrate,
-                "design": cmd_design, "docs": cmd_docs, "coordcheck": cmd_coordcheck}[args.command](
+                "design": cmd_design, "docs": cmd_docs, "coordcheck": cmd_coordcheck, "pilot": cmd_pilot}[args.command](
             args, console)
     except HarnessError as e:
         print(f"claims: error: {e}", file=sys.stderr)

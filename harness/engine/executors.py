@@ -105,7 +105,8 @@ class Executor:
         self.close()
 
     def describe(self) -> str:
-        return self.name
+        """Where the points are measured, as the CLI prints it after "measuring" ("on ...", "in ...")."""
+        return f"on {self.name}"
 
     def pipeline(self, store, label: str = "") -> Pipeline:
         """Measure tasks submitted as the sweep goes (see :class:`Pipeline`); by default one stage at a time."""
@@ -327,7 +328,7 @@ class LocalExecutor(Executor):
         self._pool = None
 
     def describe(self) -> str:
-        return "in process" if self.workers == 1 else f"{self.workers} local worker processes"
+        return "in this process" if self.workers == 1 else f"on {self.workers} local worker processes"
 
     def pipeline(self, store, label: str = "") -> Pipeline:
         return _LocalPipeline(self, store, label)
@@ -406,7 +407,7 @@ class RayExecutor(Executor):
         self._started = False
 
     def describe(self) -> str:
-        return f"ray ({self.address or 'local cluster'})"
+        return f"on ray ({self.address or 'a local cluster'})"
 
     def _connect(self):
         import ray

@@ -106,6 +106,8 @@ class Law:
     cases: tuple = ()                       # the claim's cases the law applies in (default: all)
 
     def __post_init__(self):
+        from .claim import defined_at
+        object.__setattr__(self, "_defined_at", defined_at())
         if isinstance(self.cases, str):
             object.__setattr__(self, "cases", (self.cases,))
         if self.scale_range is not None and (len(self.scale_range) != 2 or self.scale_range == (None, None)):
@@ -122,6 +124,15 @@ class Law:
 
     def point(self, scales, samples) -> float:
         raise NotImplementedError
+
+    def reads(self, scale: float, scales) -> bool:
+        """Whether the law reads its statistic at ``scale`` (one of the variant's ``scales``): every scale in its
+        ``scale_range``. A measurement no law reads at a scale is *not measured* there by declaration (a measure
+        may return ``None`` or NaN for it): never evaluated, never reported as non-finite."""
+        if self.scale_range is None:
+            return True
+        lo, hi = self.scale_range
+        return (lo is None or scale >= lo * (1 - 1e-12)) and (hi is None or scale <= hi * (1 + 1e-12))
 
     def select(self, scales, samples, premise: dict):
         """The scales this law sees (``scale_range``) and the samples it evaluates (``/ predicted``)."""
@@ -223,6 +234,9 @@ class AtScale(Law):
     def estimate(self, scales, samples, confidence, seed=0):
         i = self._index(scales)                # only the named scale's seeds matter
         return Law.estimate(self, np.asarray(scales, float)[i:i + 1], [samples[i]], confidence, seed)
+
+    def reads(self, scale, scales):
+        return bool(np.isclose(float(scales[self._index(scales)]), float(scale), rtol=1e-9, atol=0))
 
     def describe(self):
         where = "the largest scale" if self.scale is None else f"scale {self.scale:g}"

@@ -460,11 +460,15 @@ def _gather(claim: Claim, tasks: list[Task], store: Store, variant: str):
     return scales, samples, seconds
 
 
-def _nonfinite_points(tasks, store, variant, statistic, show: int = 4) -> str:
-    """Name the points where ``statistic`` is NaN or infinite: scale, seed and replicate (empty when none)."""
+def _nonfinite_points(tasks, store, variant, law, show: int = 4) -> str:
+    """Name the points where ``law``'s statistic is NaN or infinite at a scale the law reads (:meth:`Law.reads`;
+    elsewhere it is not measured by declaration): scale and seed (empty when none)."""
+    statistic = law.statistic
+    mine = [t for t in tasks if t.setting.variant == variant]
+    scales = sorted({t.setting.scale for t in mine})
     bad = []
-    for t in tasks:
-        if t.setting.variant != variant:
+    for t in mine:
+        if not law.reads(t.setting.scale, scales):
             continue
         got = store.get(t)
         if got is not None and statistic in got[0] and not np.all(np.isfinite(got[0][statistic])):
@@ -473,6 +477,31 @@ def _nonfinite_points(tasks, store, variant, statistic, show: int = 4) -> str:
         return ""
     more = f" and {len(bad) - show} more" if len(bad) > show else ""
     return f"{statistic} is NaN or infinite at {len(bad)} point(s): {'; '.join(bad[:show])}{more}"
+
+
+def nonfinite_warning(run: "PlannedRun", variant: str, laws, task: "Task", result: dict, seen: set) -> list[str]:
+    """One line per measurement of ``result`` that is NaN or infinite where it counts, the first time in this run
+    and variant (``seen`` remembers): a measurement a law reads at this scale, or one no law reads anywhere. A
+    measurement some law reads only at other scales is not measured here by declaration, and says nothing."""
+    s = task.setting
+    scales = sorted(float(x) for x in (run.claim.tier(run.tier).scales if variant == "claim"
+                                        or run.claim.tier(run.tier).control_scales is None
+                                        else run.claim.tier(run.tier).control_scales))
+    out = []
+    for name, value in result.items():
+        key = (variant, name)
+        if key in seen or np.all(np.isfinite(np.asarray(value, dtype=float))):
+            continue
+        readers = [l for l in laws if l.statistic == name]
+        if readers and not any(l.reads(s.scale, scales) for l in readers):
+            continue
+        seen.add(key)
+        what = "the laws " + ", ".join(l.name for l in readers) + " read it there and will be inconclusive" \
+            if readers else "no law reads it"
+        out.append(f"{run.claim.id} [{run.case}] {run.backend} {variant}: {name!r} is NaN or infinite at "
+                   f"{run.claim.scale_name} {s.scale:g}, seed {s.seed} (replicate {task.replicate}): the first such "
+                   f"point of this variant; {what}")
+    return out
 
 
 def _laws_of(claim: Claim, case: str, variant: str) -> list:
@@ -495,7 +524,7 @@ def _evaluate_laws(claim: Claim, tasks: list[Task], store: Store, variant: str, 
                                f"measure returned {sorted(samples)}")
         i = [l.name for l in claim.laws].index(law.name)
         res = law.evaluate(scales, samples[law.statistic], premise, level, seed=seed0 + i)
-        bad = _nonfinite_points(tasks, store, variant, law.statistic)
+        bad = _nonfinite_points(tasks, store, variant, law)
         if bad:
             est = res.estimate
             res = res._replace(estimate=est._replace(note=(est.note + "; " if est.note else "") + bad))
@@ -726,12 +755,14 @@ def replay(run: PlannedRun, store: Store, alpha: float, law_alpha: float, verdic
     return seq.result()
 
 
-def dry_run(runs: list, store: Store) -> None:
+def dry_run(runs: list, store: Store, warn: Callable[[str], None] | None = None, warned: dict | None = None
+            ) -> None:
     """For each claim that does not declare its ``outputs``: measure its first point here, before the sweep, so a
     measure that does not return what the laws need fails in one line before anything else is measured."""
     from .executors import measure_task
     seen = set()
-    for r in runs:
+    warned = {} if warned is None else warned
+    for i, r in enumerate(runs):
         if r.claim.outputs or r.claim.id in seen:
             continue
         seen.add(r.claim.id)
@@ -740,6 +771,10 @@ def dry_run(runs: list, store: Store) -> None:
         if got is None:
             result, seconds = measure_task(task.to_json())
             store.put(task, result, seconds)
+            if warn is not None:
+                for line in nonfinite_warning(r, "claim", _laws_of(r.claim, r.case, "claim"), task, result,
+                                              warned.setdefault(i, set())):
+                    warn(line)
         else:
             r.claim.check_outputs(got[0], task.label())
 
@@ -749,14 +784,17 @@ def run_claims(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",
                alpha: float = DEFAULT_ALPHA, store: Store | None = None, executor: Executor | None = None,
                include_controls: bool = True, overrides: dict | None = None, progress: bool = False,
                law_alpha: float | None = None, verdicts: int | None = None, label: str = "",
-               log: Callable[[str], None] | None = None) -> list[RunResult]:
+               log: Callable[[str], None] | None = None,
+               warn: Callable[[str], None] | None = None) -> list[RunResult]:
     """Measure (what the store lacks) and evaluate several claims on several backends as one sweep, look by look:
     every run's first batch goes to ``executor`` at once (so its workers stay busy across claims), each run
     (claim x backend x case) is evaluated, and the variants still undecided add their next look's seeds, all of
     them again as one batch, until every variant has stopped (:class:`SequentialRun`). ``alpha`` is family-wise
     over every verdict of the sweep, each claim case counted once across backends (they measure the same
     networks); ``law_alpha`` (with ``verdicts``, the family's size) overrides it when the sweep is part of a larger
-    family. ``log`` receives one line each time a variant moves to its next look.
+    family. ``log`` receives one line each time a variant moves to its next look; ``warn`` one line the first time
+    a measurement of a run's variant comes back NaN or infinite where it counts (:func:`nonfinite_warning`), as
+    the point arrives, not when the sweep ends.
 
     The looks run as a pipeline (:func:`drive`): a variant whose look is measured is evaluated at once, and its next
     look queued behind the work already submitted, so the workers never wait for a whole stage to finish."""
@@ -781,10 +819,11 @@ def run_claims(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",
     name = label or (f"{claims[0].id} [{', '.join(backends)}]" if len(claims) == 1
                      else f"{len(claims)} claims [{', '.join(backends)}]")
     try:
-        dry_run(runs, store)
+        warned: dict = {}
+        dry_run(runs, store, warn, warned)
         seqs = [SequentialRun(r, alpha, law_alpha, verdicts) for r in runs]
         with executor.pipeline(store, name) as pipe:
-            drive(seqs, store, pipe, log)
+            drive(seqs, store, pipe, log, warn, warned)
         return [s.result() for s in seqs]
     finally:
         if own_exec:
@@ -793,12 +832,14 @@ def run_claims(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",
             store.close()
 
 
-def drive(seqs: list, store: Store, pipe, log: Callable[[str], None] | None = None) -> None:
+def drive(seqs: list, store: Store, pipe, log: Callable[[str], None] | None = None,
+          warn: Callable[[str], None] | None = None, warned: dict | None = None) -> None:
     """Take every :class:`SequentialRun` through its looks on one :class:`~harness.engine.executors.Pipeline`: a
     variant is evaluated as soon as its current look's points are stored, and its next look's points are submitted
     at once, while the rest of the sweep is still being measured (so no look waits for another claim's)."""
     from .store import point_key
     waiting: dict = {}          # (run index, variant) -> keys of the points its current look still lacks
+    warned = {} if warned is None else warned   # run index -> (variant, measurement) already reported
     owners: dict = {}           # point key -> the (run index, variant) waiting for it
     ready: list = []
 
@@ -834,6 +875,13 @@ def drive(seqs: list, store: Store, pipe, log: Callable[[str], None] | None = No
             raise HarnessError("the executor returned no points while some were still awaited")
         for t in done:
             k = point_key(t)
+            if warn is not None:
+                for i, v in owners.get(k, []):
+                    got = store.get(t)
+                    if got is not None:
+                        for line in nonfinite_warning(seqs[i].run, v, seqs[i].states[v].laws, t, got[0],
+                                                      warned.setdefault(i, set())):
+                            warn(line)
             for owner in owners.pop(k, []):
                 if owner in waiting:
                     waiting[owner].discard(k)
