@@ -195,7 +195,8 @@ def test_code_hash_covers_the_harness_modules_a_claim_can_run(tmp_path):
     """The harness part of a claim's code hash is the closure under static imports (a function's local import
     too) of what its claim modules import, plus the backends: ``from pkg import MLP`` counts the module ``MLP``
     comes from, not every module ``pkg/__init__.py`` re-exports, so a new harness module no claim imports stales
-    no point and no calibration record; ``import pkg`` counts the whole package; the engine and errors.py are not
+    no point and no calibration record; ``import pkg`` counts the whole package; the backends are the modules the
+    registry names (an adapter module beside them counts only where imported); the engine and errors.py are not
     followed. In the package, G1 reads harness/geometry.py and not the tensor model's module."""
     from harness.engine import sweep
     import claims.geometry
@@ -206,7 +207,9 @@ def test_code_hash_covers_the_harness_modules_a_claim_can_run(tmp_path):
              "activations.py": "relu = 1\n", "analytic.py": "k = 1\n", "extra.py": "thing = 1\n",
              "errors.py": "E = 1\n", "hessian.py": "from . import data\n", "data.py": "d = 1\n",
              "engine/__init__.py": "from .claim import Claim\n", "engine/claim.py": "from ..extra import thing\n",
-             "backends/__init__.py": "from ._base import B\n", "backends/_base.py": "from ..hessian import h\n"}
+             "backends/__init__.py": "from ._base import B\nBACKENDS = {'t': ('pkg.backends.t', 'T')}\n",
+             "backends/_base.py": "from ..hessian import h\n", "backends/t.py": "from ._base import B\n",
+             "backends/t_adapters.py": "from ..extra import thing\n"}
     for name, text in files.items():
         (pkg / name).parent.mkdir(parents=True, exist_ok=True)
         (pkg / name).write_text(text)
@@ -215,7 +218,7 @@ def test_code_hash_covers_the_harness_modules_a_claim_can_run(tmp_path):
 
     def names(src):
         return sorted(str(p.relative_to(pkg)) for p in sweep.harness_sources([src], pkg))
-    base = ["backends/__init__.py", "backends/_base.py", "data.py", "hessian.py"]
+    base = ["backends/__init__.py", "backends/_base.py", "backends/t.py", "data.py", "hessian.py"]
     assert names(claim) == sorted(base + ["activations.py", "analytic.py", "models.py"])
     claim.write_text("import numpy\n")
     assert names(claim) == base

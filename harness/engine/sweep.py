@@ -283,10 +283,25 @@ def _reexports(init, root) -> dict:
     return table
 
 
+def _backend_modules(root) -> list:
+    """The backend registry (``backends/__init__.py``) and the modules it names by string (``"harness.backends.
+    torch"``: imported by name at run time, so no static import reaches them). Other files in ``backends/`` (an
+    adapter for users' modules) count only where something imports them."""
+    import ast
+    import re
+    init = root / "backends" / "__init__.py"
+    if not init.is_file():
+        return []
+    pattern = re.compile(rf"^{re.escape(root.name)}\.backends\.(\w+)$")
+    named = {m.group(1) for node in ast.walk(ast.parse(init.read_text()))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str) and (m := pattern.match(node.value))}
+    return [init] + [f for f in (_module_file(root, ["backends", n]) for n in sorted(named)) if f is not None]
+
+
 def harness_sources(files, root=None) -> list:
     """The numerics files of the harness (package ``root``, default ``harness/``) a claim's measure can run: the
-    closure under static imports of what ``files`` (its claim modules) import from the harness, and of every
-    backend module (a backend is imported by name at run time). ``from harness import MLP`` counts the module
+    closure under static imports of what ``files`` (its claim modules) import from the harness, and of the
+    backend registry and the backend modules it names (:func:`_backend_modules`: imported by name at run time). ``from harness import MLP`` counts the module
     ``MLP`` is re-exported from, not everything ``harness/__init__.py`` imports, so a harness module no claim
     reaches (a new model family, a pilot tool) leaves the claim's code hash alone. The engine (``engine/``: how
     points become verdicts, never what a point measures) and ``errors.py`` are not followed."""
@@ -297,7 +312,7 @@ def harness_sources(files, root=None) -> list:
     def kept(f):
         return f is not None and f not in skipped and "engine" not in f.relative_to(root).parts[:1]
     todo = [pair for src in files for pair in _imported_files(src, root)]
-    todo += [(f, ()) for f in sorted((root / "backends").glob("*.py"))]
+    todo += [(f, ()) for f in _backend_modules(root)]
     seen, done = set(), set()
     while todo:
         f, names = todo.pop()
