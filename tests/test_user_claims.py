@@ -234,7 +234,7 @@ def test_pilot_prints_a_runs_points_and_stores_nothing(tmp_path):
     for row in rows:
         assert int(row[1]) in stored
         assert float(row[3]) == pytest.approx(json.loads(stored[int(row[1])])["value"]["data"][0], rel=1e-3)
-    (point,) = pilot(_toy(), [16], backend="jax", seed=5)
+    (point,) = pilot(_toy(id="py-toy-pilot"), [16], backend="jax", seed=5)
     assert point.setting.seed == 5 and point.setting.scale == 16 and set(point.outputs) == {"value"}
     one_line_error(cli("pilot", "toy-claim", "--path", path, "--set", "slop=1"), "no premise setting 'slop'")
     one_line_error(cli("pilot", "toy-claim", "--path", path, "--variant", "nope"), "no control 'nope'")
@@ -343,3 +343,23 @@ def test_calibrate_over_the_scope_draws_premises_and_names_each_run_that_missed(
     assert "premise {'noise': 3.0}" in r.stdout and "premise `{'noise': 3.0}`" in (tmp_path / "cal" / "calibration.md").read_text()
     one_line_error(cli("calibrate", "toy-scoped", "--path", f, "--scope", "--case", "default", "--backend", "jax"),
                    "--scope")
+
+
+def test_a_claim_declaring_one_backend_runs_there_and_is_skipped_elsewhere(tmp_path):
+    """A claim about a model that exists in one framework declares it: `--backend all` runs it there and says
+    which backend it skipped and why; asked for the other backend alone, it is a one-line error; `claims list`
+    shows its backends; an unknown backend name is refused at construction."""
+    path = tmp_path / "toy.py"
+    path.write_text(TEMPLATE.format(id="toy-claim", statistic="value", extra_law="", flip='{"slope": 0.0}',
+                                    overrides="", measure="measure", outputs='backends=("torch",),'))
+    store = tmp_path / "s.db"
+    r = cli("run", "toy-claim", "--path", path, "--backend", "all", "--store", store, "--workers", "1")
+    assert r.returncode in (0, 1), r.stderr
+    assert "skipped toy-claim on jax: the claim declares backends torch" in r.stdout
+    assert "toy-claim [default] torch/cpu" in r.stdout and "jax/cpu" not in r.stdout
+    one_line_error(cli("run", "toy-claim", "--path", path, "--backend", "jax", "--store", store),
+                   "toy-claim runs on torch only")
+    listed = cli("list", "--path", path).stdout.splitlines()[0].split("\t")
+    assert listed[0] == "toy-claim" and listed[5] == "torch"
+    with pytest.raises(HarnessError, match="backends must be a tuple of backend names"):
+        _toy(backends=("tensorflow",))

@@ -186,6 +186,10 @@ class Claim:
     scope: dict = field(default_factory=dict)                       # setting -> values a property test may draw
     needs: frozenset = frozenset({"float64"})
     dtype: str = "float64"
+    # The backends the claim runs on (default: every registered one). A claim about a model that exists in one
+    # framework (a user's torch module, a flax model) declares that one; `claims run --backend all` runs each claim
+    # where it can and says which it skipped and why.
+    backends: tuple = ()
     log_scale: bool = True      # plot the scale axis on a log axis
     # Laws, grids or premises changed after a pilot run: each entry states the paper's (or catalogue's) version,
     # the change and its reason. Printed by `claims list -v` and in the report; a claim with entries is confirmed
@@ -253,6 +257,9 @@ class Claim:
                 fail(f"{where} names {', '.join(map(repr, bad))}, not a premise setting (premise: {listing})", at)
         if not isinstance(self.tiers, dict) or not isinstance(self.cases, dict):
             fail("tiers and cases must be dicts")
+        from ..backends import BACKENDS
+        if isinstance(self.backends, str) or not all(b in BACKENDS for b in self.backends):
+            fail(f"backends must be a tuple of backend names ({', '.join(BACKENDS)}), got {self.backends!r}")
         for c in self.controls:
             if not isinstance(c, Control):
                 fail(f"controls must be Control objects, got {type(c).__name__}")
@@ -289,6 +296,10 @@ class Claim:
                         if not any(np.isclose(float(at), float(s), rtol=1e-9, atol=0) for s in grid):
                             fail(f"law {law.name}: scale {at:g} is not in tier {name}'s {what} "
                                  f"{[float(s) for s in grid]}", law)
+
+    def runs_on(self, backend: str) -> bool:
+        """Whether the claim runs on ``backend`` (its declared ``backends``, or every backend)."""
+        return not self.backends or backend in self.backends
 
     def laws_for(self, case: str) -> tuple:
         """The laws that apply in ``case`` (a law with ``cases`` applies only in those)."""

@@ -210,8 +210,10 @@ def cmd_list(args, console):
     from .laws import fmt_band
     # your own claims (--path, CLAIMS_PATH) first, then the package's, each in registration order
     claims = sorted(registry().values(), key=lambda c: not source_of(c.id))
+    from ..backends import BACKENDS
     rows = [(c.id, c.title, ", ".join(c.cases), ", ".join(c.tiers), ", ".join(x.name for x in c.controls),
-             "cpu" if "cpu-only" in c.needs else "cpu, cuda", source_of(c.id) or "claims package") for c in claims]
+             ", ".join(c.backends or BACKENDS), "cpu" if "cpu-only" in c.needs else "cpu, cuda",
+             source_of(c.id) or "claims package") for c in claims]
     if not console.is_terminal:
         # piped: one tab-separated line per claim, nothing cut, so `claims list | grep ID` finds the id
         for row in rows:
@@ -220,7 +222,7 @@ def cmd_list(args, console):
         from rich.table import Table
         t = Table(title="claims")
         t.add_column("id", no_wrap=True, min_width=max((len(r[0]) for r in rows), default=2))
-        for col in ("title", "cases", "tiers", "controls", "devices", "from"):
+        for col in ("title", "cases", "tiers", "controls", "backends", "devices", "from"):
             t.add_column(col, overflow="fold")
         for row in rows:
             t.add_row(*row)
@@ -297,7 +299,7 @@ def parity_lines(results) -> list[str]:
 def cmd_run(args, console):
     from .report import write_report
     from .store import Store
-    from .sweep import run_claims, verdict_count
+    from .sweep import run_claims, skipped_pairs, verdict_count
     claims = _claims(args)
     backends = _backends(args.backend)
     _check_seeds(args)
@@ -307,6 +309,8 @@ def cmd_run(args, console):
     verdicts = sum(verdict_count(c, _cases(c, args)) for c in claims)
     law_alpha = args.alpha / verdicts
     console.print(family_line(args.alpha, verdicts, law_alpha, backends))
+    for line in skipped_pairs(claims, backends):
+        console.print(line)
     from .executors import make_executor
     t0 = time.perf_counter()
     with Store(args.store) as store, make_executor(args.executor, args.workers, args.address,
@@ -524,12 +528,15 @@ def cmd_calibrate(args, console):
 
     def n_verdicts(claim, case):
         return verdict_count(claim, 1 if case == SCOPE else [case.split(":", 1)[-1]])
+    from .sweep import skipped_pairs
+    for line in skipped_pairs(claims, backends):
+        console.print(line)
     jobs = []
     for c in claims:
         for case in (scope_groups(c) if args.scope else [args.case] if args.case else list(c.cases)):
             own = args.alpha / n_verdicts(c, case)
             replay = {"own": own} if own > strict else {}
-            for b in backends:
+            for b in [b for b in backends if c.runs_on(b)]:
                 for k in range(1, args.runs + 1):
                     jobs.append((c.id, case, b, args.tier, args.device, args.seeds, base + k, args.alpha, strict,
                                  replay, store_path, source_of(c.id)))

@@ -624,6 +624,19 @@ class PlannedRun:
         return out
 
 
+def skipped_pairs(claims: list, backends) -> list[str]:
+    """One line per (claim, backend) a sweep skips because the claim declares other backends; a claim that runs
+    on none of ``backends`` is an error (one line)."""
+    out = []
+    for c in claims:
+        off = [b for b in backends if not c.runs_on(b)]
+        if off and len(off) == len(list(backends)):
+            raise HarnessError(f"claim {c.id} runs on {', '.join(c.backends)} only (its declared backends); asked "
+                               f"for {', '.join(backends)}")
+        out += [f"skipped {c.id} on {b}: the claim declares backends {', '.join(c.backends)}" for b in off]
+    return out
+
+
 def plan(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",), device: str = "cpu", *,
          case: str | None = None, seeds: int | None = None, base_seed: int = 0, include_controls: bool = True,
          overrides: dict | None = None) -> list[PlannedRun]:
@@ -638,6 +651,8 @@ def plan(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",), dev
         looks = {v: (int(seeds),) if seeds is not None else t.looks(v) for v in variants(claim, include_controls)}
         code, source = code_version(claim), source_of(claim.id)
         for backend in backends:
+            if not claim.runs_on(backend):          # a claim declaring other backends: skipped (skipped_pairs)
+                continue
             for case_name, settings in cases.items():
                 out.append(PlannedRun(claim, backend, case_name, tier, device, dict(settings), base_seed, dict(looks),
                                       code, source))
@@ -815,10 +830,12 @@ def run_claims(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",
     look queued behind the work already submitted, so the workers never wait for a whole stage to finish."""
     claims = [c if isinstance(c, Claim) else get_claim(c) for c in claims]
     backends = list(backends)
+    skipped_pairs(claims, backends)                  # one line if a claim runs on none of them
     for c in claims:
         register(c)
         for b in backends:
-            get_backend(b, device, c.dtype)          # fail early, one line, if the backend is missing
+            if c.runs_on(b):
+                get_backend(b, device, c.dtype)      # fail early, one line, if the backend is missing
     runs = plan(claims, tier, backends, device, case=case, seeds=seeds, base_seed=base_seed,
                 include_controls=include_controls, overrides=overrides)
     if law_alpha is None:
