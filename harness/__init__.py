@@ -10,6 +10,7 @@ from .backends import Backend, TrainResult, available_backends, get_backend
 from .errors import HarnessError
 from .losses import cross_entropy, mse
 from .models import MLP, FunctionModel, Model, OutputScaled, output_scaled
+from .montecarlo import MonteCarloKernels, monte_carlo_kernels
 from .optim import Optimizer, adam, sgd
 from .parametrisation import PARAMETRISATIONS, get_parametrisation
 from .engine import (AtScale, Claim, Control, EveryScale, Increasing, Law, PowerLaw, Proportion, Tier, get_claim,
@@ -19,6 +20,7 @@ __all__ = [
     "get_backend", "available_backends", "Backend", "TrainResult", "HarnessError",
     "MLP", "FunctionModel", "Model", "OutputScaled", "output_scaled",
     "mlp_kernels", "nngp_kernel", "ntk_kernel", "Kernels",
+    "monte_carlo_kernels", "MonteCarloKernels",
     "sgd", "adam", "Optimizer", "mse", "cross_entropy",
     "PARAMETRISATIONS", "get_parametrisation",
     "Claim", "Control", "Tier", "Law", "PowerLaw", "AtScale", "EveryScale", "Increasing", "Proportion",
