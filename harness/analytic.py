@@ -21,6 +21,8 @@ from .errors import HarnessError
 
 
 class Kernels(NamedTuple):
+    """The infinite-width kernels between two sets of inputs: ``nngp`` (the NNGP, the output covariance at
+    initialisation) and ``ntk`` (the neural tangent kernel), each ``(N1, N2)``, float64."""
     nngp: np.ndarray
     ntk: np.ndarray
 

@@ -19,6 +19,8 @@ LOSSES = {"mse": mse, "cross_entropy": cross_entropy}
 
 
 def get_loss(name):
+    """The loss function named ``name`` (a key of ``LOSSES``: ``"mse"``, ``"cross_entropy"``); a function
+    ``(outputs, y, ops) -> scalar`` is returned as it is."""
     if callable(name):
         return name
     try:

@@ -30,13 +30,24 @@ def trainable_names(params) -> list[str]:
 
 
 class Model:
-    """Interface every model implements. Subclasses set ``output_dim`` and implement ``init`` and ``apply``."""
+    """Interface every model implements. Subclasses set ``output_dim`` (the number of outputs ``k``) and implement
+    ``init`` and ``apply``; ``lr_multipliers`` and ``structured_ntk`` are optional. A backend
+    (:class:`~harness.backends._base.Backend`) does the rest: it loads the parameters, compiles ``apply`` and
+    differentiates it. A model must be hashable (backends cache compiled functions by model): a frozen dataclass
+    is."""
     output_dim: int = 1
 
     def init(self, seed: int) -> dict:
+        """The parameters drawn from ``seed``: ``{name: numpy array}``, in NumPy, so every backend gets the same
+        weights (:meth:`Backend.init` loads them). Names starting with ``frozen/`` are constants: not trained, not
+        differentiated."""
         raise NotImplementedError
 
     def apply(self, params, x, ops):
+        """The outputs on inputs ``x`` (``(N, input_dim)``, or ``None`` for a model without inputs), ``(N,
+        output_dim)`` for ``N`` inputs: a pure function of ``params`` (the backend's arrays, by name) written with
+        ``ops`` only (the backend's array namespace, see the ops section), so it runs, compiles and differentiates
+        on every backend."""
         raise NotImplementedError
 
     def lr_multipliers(self, optimizer_kind: str) -> dict:
@@ -91,6 +102,7 @@ class MLP(Model):
     # -- scales -------------------------------------------------------------------------------------------------
     @property
     def s_w(self) -> float:
+        """The weight std in use: ``weight_std``, or the activation's natural value when it is ``None``."""
         return float(self.weight_std if self.weight_std is not None else get_activation(self.activation).default_weight_std)
 
     def layers(self):
@@ -246,8 +258,19 @@ class MLP(Model):
 class FunctionModel(Model):
     """Any model given as an ``init(seed) -> dict of numpy arrays`` and a pure ``apply(params, x, ops)``.
 
-    ``lr`` optionally maps parameter names to learning-rate multipliers. ``x`` may be ``None`` for models without
-    inputs (e.g. a tensor decomposition, whose output is the tensor itself).
+    - ``name``: identifies the model (in cache keys and messages); two FunctionModels are equal only when they are
+      the same object, so build one per model, not one per call.
+    - ``init_fn(seed: int) -> {name: array-like}``: the parameters drawn from ``seed`` (use
+      ``np.random.default_rng(seed)``); :meth:`init` returns them as float64 NumPy arrays. A name starting with
+      ``frozen/`` is a constant (not trained, not differentiated).
+    - ``apply_fn(params, x, ops) -> outputs``: ``params`` the backend's arrays under the same names, ``x`` the
+      inputs ``(N, d)`` (``None`` for models without inputs, e.g. a tensor decomposition, whose output is the
+      tensor itself), ``ops`` the backend's array namespace (see the ops section: ``ops.matmul``, ``ops.sum``,
+      ``ops.tanh``...). It must be pure and use only ``ops`` (never torch or jax), so it runs and differentiates
+      on every backend. Outputs are ``(N, output_dim)`` for ``N`` inputs.
+    - ``output_dim``: the number of outputs ``k``.
+    - ``lr``: optional ``{parameter name: learning-rate multiplier}`` (1 where absent), what
+      :meth:`lr_multipliers` returns for SGD and Adam alike.
     """
     name: str
     init_fn: Callable
@@ -274,6 +297,7 @@ class OutputScaled(Model):
 
     @property
     def output_dim(self):
+        """The inner model's ``output_dim``."""
         return self.inner.output_dim
 
     def init(self, seed: int) -> dict:
@@ -303,6 +327,9 @@ class OutputScaled(Model):
 
 
 def output_scaled(model: Model, alpha: float, centered: bool = True) -> OutputScaled:
+    """``model``'s output times ``alpha`` (> 0), centred at initialisation by default: ``alpha * (f(w) - f(w0))``
+    (Chizat, Oyallon & Bach 2019's lazy-training setting; ``w0`` kept as ``frozen/`` parameters), or
+    ``alpha * f(w)`` with ``centered=False``. See :class:`OutputScaled`."""
     if not alpha > 0:
         raise HarnessError(f"output scale alpha must be > 0, got {alpha!r}")
     return OutputScaled(model, float(alpha), centered)

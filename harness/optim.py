@@ -12,6 +12,10 @@ from .errors import HarnessError
 
 @dataclass(frozen=True)
 class Optimizer:
+    """An optimiser as data: ``kind`` (``"sgd"`` or ``"adam"``), the learning rate ``lr`` (> 0), SGD's heavy-ball
+    ``momentum`` (0: none) and Adam's ``b1``, ``b2``, ``eps``. Build one with :func:`sgd` or :func:`adam`;
+    :meth:`Backend.train` runs it, each parameter's rate ``lr`` times the model's multiplier for ``kind``
+    (:meth:`Model.lr_multipliers`)."""
     kind: str                 # "sgd" or "adam"
     lr: float
     momentum: float = 0.0
@@ -26,6 +30,8 @@ class Optimizer:
             raise HarnessError(f"learning rate must be > 0, got {self.lr!r}")
 
     def init(self, params, ops):
+        """The optimiser's state for ``params`` (the trainable backend arrays): ``{"t": 0}`` plus the moments it
+        keeps (``m`` for momentum and Adam, ``v`` for Adam) as zeros shaped like the parameters."""
         if self.kind == "adam":
             return {"t": 0, "m": {k: ops.zeros_like(v) for k, v in params.items()},
                     "v": {k: ops.zeros_like(v) for k, v in params.items()}}
@@ -34,6 +40,9 @@ class Optimizer:
         return {"t": 0}
 
     def update(self, grads, state, params, lr_mults, ops):
+        """One step: ``(new params, new state)`` from the gradients ``grads``, the state and the parameters, each
+        parameter's rate ``lr * lr_mults.get(name, 1)``. Pure (new arrays, inputs untouched), written with ``ops``
+        (a backend's ``ops.adam_update``, where it has one, runs Adam's step as fused kernels)."""
         t = state["t"] + 1
         new, new_state = {}, {"t": t}
         if self.kind == "adam":
@@ -67,4 +76,5 @@ def sgd(lr: float, momentum: float = 0.0) -> Optimizer:
 
 
 def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+    """Adam (Kingma & Ba 2015) with bias correction: ``p - lr * mult * mhat / (sqrt(vhat) + eps)``."""
     return Optimizer("adam", lr, b1=b1, b2=b2, eps=eps)

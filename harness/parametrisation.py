@@ -50,11 +50,16 @@ class ABC:
 
 @dataclass(frozen=True)
 class Parametrisation:
+    """One named parametrisation: its base ``style`` (``"sp"`` or ``"ntk"``, see the table above) and its
+    ``table`` of :class:`ABC` exponents by layer kind (a kind it lacks has every exponent 0). Get one with
+    :func:`get_parametrisation`; :data:`PARAMETRISATIONS` holds them all."""
     name: str
     style: str                      # "sp" or "ntk"
     table: dict                     # layer kind -> ABC
 
     def layer(self, kind: str, fan_in: int, weight_std: float, width: int, base_width: int) -> "LayerScales":
+        """The scales of one layer of ``kind`` (one of ``LAYER_KINDS``) with ``fan_in`` inputs and weight std
+        ``weight_std``, in a net of ``width`` relative to ``base_width``."""
         if kind not in LAYER_KINDS:
             raise HarnessError(f"unknown layer kind {kind!r}")
         m = width / base_width
@@ -70,12 +75,15 @@ class Parametrisation:
 
 @dataclass(frozen=True)
 class LayerScales:
+    """One layer's scales: the std its weights are drawn with (``init_std``), the multiplier of its forward pass
+    (``multiplier``) and its learning-rate multipliers for SGD (``lr_sgd``) and Adam (``lr_adam``)."""
     init_std: float
     multiplier: float
     lr_sgd: float
     lr_adam: float
 
     def lr(self, optimizer_kind: str) -> float:
+        """The learning-rate multiplier for ``optimizer_kind`` (``"adam"``; anything else is SGD's)."""
         return self.lr_adam if optimizer_kind == "adam" else self.lr_sgd
 
 
@@ -98,6 +106,8 @@ PARAMETRISATIONS: dict[str, Parametrisation] = {
 
 
 def get_parametrisation(name: str) -> Parametrisation:
+    """The parametrisation named ``name`` (``standard``, ``ntk``, ``mup``, ``mean-field``); an unknown name raises
+    :class:`~harness.errors.HarnessError` listing the known ones."""
     try:
         return PARAMETRISATIONS[name]
     except KeyError:

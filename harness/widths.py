@@ -116,10 +116,12 @@ class Parametrised(Model):
 
     @property
     def output_dim(self):
+        """The inner model's output dimension."""
         return self.inner.output_dim
 
     @property
     def framework(self):
+        """The inner model's framework ("torch", "flax"...; None for a harness model): the backend it runs on."""
         return getattr(self.inner, "framework", None)
 
     def init(self, seed: int) -> dict:

@@ -24,6 +24,7 @@ def is_installed(name: str) -> bool:
 
 
 def available_backends() -> list[str]:
+    """The backends whose framework is installed, in the order of ``BACKENDS`` (torch, jax)."""
     return [n for n in BACKENDS if is_installed(n)]
 
 

@@ -26,13 +26,23 @@ NTK_METHODS = ("auto", "structured", "jacobian", "ntvp")
 
 
 class TrainResult(NamedTuple):
+    """What :meth:`Backend.train` returns: the trained ``params`` (backend arrays, frozen ones included), the
+    ``steps`` at which ``history`` was recorded, and ``history`` (``loss`` and every recorded name, each stacked
+    over the recorded steps as a NumPy array)."""
     params: dict            # backend arrays, trained
     steps: np.ndarray       # the steps at which ``history`` was recorded
     history: dict           # name -> np.ndarray stacked over recorded steps
 
 
 class Backend:
-    """Abstract backend. ``get_backend(name, device, dtype)`` returns an instance of a subclass."""
+    """Abstract backend. ``get_backend(name, device, dtype)`` returns an instance of a subclass (one per framework,
+    ``framework_name`` ``"torch"`` or ``"jax"``) computing on ``device`` (``"cpu"`` or ``"cuda"``) in ``dtype``
+    (``"float32"`` or ``"float64"``).
+
+    Its methods take models (:class:`~harness.models.Model`), NumPy inputs and targets, and ``params`` in the
+    backend's own arrays (from :meth:`init`, :meth:`init_ensemble` or :meth:`load_params`), and return NumPy arrays
+    (or dicts of them). ``ops`` is the backend's array namespace, the one a model's ``apply`` computes with (see
+    the ops section). A loss is a name (``"mse"``, ``"cross_entropy"``) or a function ``(outputs, y, ops)``."""
     framework_name: str = ""
 
     def __init__(self, device: str = "cpu", dtype: str = "float32"):
@@ -54,6 +64,7 @@ class Backend:
         raise NotImplementedError
 
     def to_numpy(self, x) -> np.ndarray:
+        """A backend array (or anything array-like) as a NumPy array on the host."""
         raise NotImplementedError
 
     def synchronize(self):
@@ -199,12 +210,15 @@ class Backend:
         return lambda trainable, frozen, x, y: lf(model.apply({**trainable, **frozen}, x, self.ops), y, self.ops)
 
     def loss(self, model: Model, params: dict, x, y, loss="mse") -> float:
+        """The loss of ``model`` on ``(x, y)`` (a name of :data:`harness.losses.LOSSES` or a function), a float."""
         with self._context():
             trainable, frozen = self._split(params)
             fn = self._compile(("loss", model, loss), self._loss_fn(model, loss))
             return float(self.to_numpy(fn(trainable, frozen, self._x(x), self._x(y, "y"))))
 
     def grad(self, model: Model, params: dict, x, y, loss="mse") -> dict:
+        """The gradient of the loss over the trainable parameters: ``{name: NumPy array}`` (``frozen/`` ones
+        excluded)."""
         with self._context():
             trainable, frozen = self._split(params)
             g = self._compile(("grad", model, loss), self._value_and_grad(self._loss_fn(model, loss)))

@@ -23,24 +23,31 @@ class JaxOps:
         self.logsumexp = jax.scipy.special.logsumexp
 
     def sum(self, x, axis=None, keepdims=False):
+        """Sum over ``axis`` (an int or tuple; ``None``: every axis, a scalar), numpy-style."""
         return self.jnp.sum(x, axis=axis, keepdims=keepdims)
 
     def mean(self, x, axis=None, keepdims=False):
+        """Mean over ``axis`` (an int or tuple; ``None``: every axis, a scalar), numpy-style."""
         return self.jnp.mean(x, axis=axis, keepdims=keepdims)
 
     def relu(self, x):
+        """``max(x, 0)`` elementwise."""
         return self.jnp.maximum(x, 0)
 
     def heaviside(self, x):
+        """1 where ``x > 0``, else 0, in ``x``'s dtype (ReLU's derivative)."""
         return (x > 0).astype(x.dtype)
 
     def transpose(self, x):
+        """Swap the last two axes (a matrix transpose, batched over leading axes)."""
         return self.jnp.swapaxes(x, -1, -2)
 
     def transpose4(self, x):
+        """``(a, b, c, d) -> (a, c, b, d)``: the ``(N1, k, N2, k) -> (N1, N2, k, k)`` of a multi-output NTK."""
         return self.jnp.transpose(x, (0, 2, 1, 3))
 
     def eye(self, k, like):
+        """The ``k x k`` identity in the dtype of the array ``like``."""
         return self.jnp.eye(k, dtype=like.dtype)
 
 

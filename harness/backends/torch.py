@@ -22,12 +22,15 @@ class TorchOps:
         self.concatenate = torch.cat
 
     def sum(self, x, axis=None, keepdims=False):
+        """Sum over ``axis`` (an int or tuple; ``None``: every axis, a scalar), numpy-style."""
         return self.torch.sum(x) if axis is None else self.torch.sum(x, dim=axis, keepdim=keepdims)
 
     def mean(self, x, axis=None, keepdims=False):
+        """Mean over ``axis`` (an int or tuple; ``None``: every axis, a scalar), numpy-style."""
         return self.torch.mean(x) if axis is None else self.torch.mean(x, dim=axis, keepdim=keepdims)
 
     def relu(self, x):
+        """``max(x, 0)`` elementwise."""
         return self.torch.relu(x)
 
     def affine(self, x, w, b, w_mult=1.0, b_mult=1.0):
@@ -36,21 +39,27 @@ class TorchOps:
         return self.torch.addmm(b, x, w, beta=b_mult, alpha=w_mult)
 
     def heaviside(self, x):
+        """1 where ``x > 0``, else 0, in ``x``'s dtype (ReLU's derivative)."""
         return (x > 0).to(x.dtype)
 
     def transpose(self, x):
+        """Swap the last two axes (a matrix transpose, batched over leading axes)."""
         return x.transpose(-1, -2)
 
     def transpose4(self, x):
+        """``(a, b, c, d) -> (a, c, b, d)``: the ``(N1, k, N2, k) -> (N1, N2, k, k)`` of a multi-output NTK."""
         return x.permute(0, 2, 1, 3)
 
     def log_softmax(self, x, axis=-1):
+        """``x - logsumexp(x)`` along ``axis``."""
         return self.torch.log_softmax(x, dim=axis)
 
     def logsumexp(self, x, axis=None):
+        """``log(sum(exp(x)))`` over ``axis`` (``None``: every axis), computed stably."""
         return self.torch.logsumexp(x, dim=axis if axis is not None else tuple(range(x.ndim)))
 
     def eye(self, k, like):
+        """The ``k x k`` identity in the dtype (and on the device) of the array ``like``."""
         return self.torch.eye(k, dtype=like.dtype, device=like.device)
 
     def adam_update(self, opt, grads, state, params, lr_mults, t):

@@ -101,7 +101,24 @@ class Tier:
     that any look refutes a true law stays within the law's alpha however the looks stop (see
     :mod:`harness.engine.sweep`). ``design`` states the power calculation the batch sizes come from (``claims
     design``: the estimate's distance from the band edge against its standard error per seed, on the claim's own
-    calibration records)."""
+    calibration records).
+
+    Fields:
+
+    - ``scales``: the grid the claim is measured on (the ``scale`` of each :class:`Setting`), e.g. widths.
+    - ``seeds``: seeds per scale in the first batch (at least 3, ``stats.MIN_SEEDS``); with no ``max_seeds``, the
+      only batch.
+    - ``overrides``: premise settings this tier changes (e.g. more training steps at GPU scale); they may only name
+      premise settings.
+    - ``control_scales``: the controls' own grid (default: ``scales``).
+    - ``max_seeds``: the cap of the sequential design, seeds per scale at the last look (default: ``seeds``, one
+      look); at least the first batches. Looks double from the first batch: ``Tier(seeds=8, max_seeds=64)``
+      looks at 8, 16, 32 and 64 seeds per scale (:meth:`looks`), at most six looks.
+    - ``control_seeds``: a control's first batch (default: ``seeds``), up to the same cap. A control usually needs
+      fewer: it stops at its first refutation.
+    - ``design``: the power calculation behind ``seeds``, ``max_seeds`` and ``control_seeds``, as text, or a key
+      of ``DESIGNS`` (``"searched"``, ``"searched-cases"``, ``"pilot"``, ``"raised"``) naming a stated one;
+      printed with the tier by ``claims list -v`` and in ``docs/claims.md``."""
     scales: tuple
     seeds: int
     overrides: dict = field(default_factory=dict)
@@ -127,6 +144,7 @@ class Tier:
 
     @property
     def cap(self) -> int:
+        """Seeds per scale at the last look: ``max_seeds``, or ``seeds`` for a fixed design."""
         return self.seeds if self.max_seeds is None else self.max_seeds
 
 
@@ -145,7 +163,26 @@ def sequential_looks(first: int, cap: int) -> tuple:
 class Control:
     """Negative control: the premise with ``flip`` applied; at least one of the laws in ``refutes`` (default:
     all the claim's laws) must be refuted there. A control is measured on seeds of its own (independent of the
-    claim's). It flips one setting; flipping more needs ``why_several``, the reason one is not enough."""
+    claim's). It flips one setting; flipping more needs ``why_several``, the reason one is not enough.
+
+    Fields:
+
+    - ``name``: the control's name (its variant in reports, the store and ``claims list``).
+    - ``flip``: ``{setting: value}``, the premise settings it changes; each must be a setting of the premise.
+    - ``why``: why the claim should fail there (from the paper: what the flipped setting takes away).
+    - ``refutes``: the names of the laws it is asked about; it is *rejected*, as it must be, when at least one of
+      them is refuted under it, and *not rejected* (the claim run fails) otherwise. Default ``()``: every law of
+      the claim. Name the laws the flip is meant to break; a law the flip leaves true (a law about something the
+      control does not change) would only add verdicts, each at a smaller share of the alpha.
+    - ``why_several``: required when ``flip`` changes more than one setting: why a single flip cannot make the
+      claim fail (e.g. two settings that only together leave the regime). Printed beside ``why``.
+    - ``prediction``: what the laws' bands and ``predicted`` see under the control: ``"claim"`` (default: the
+      claim's premise, so the control asks whether the claim's prediction still holds without its premise) or
+      ``"control"`` (the flipped premise's own prediction).
+
+    What it asks: is the claim's law specific to its premise? If the laws held under the control too, they would
+    not be evidence for the claim (the suite's sensitivity check); a claim run passes only when the claim holds
+    and every control is rejected."""
     name: str
     flip: dict
     why: str
@@ -172,6 +209,31 @@ class Setting(NamedTuple):
 
 @dataclass(frozen=True)
 class Claim:
+    """A paper's claim as a declaration, checked when it is built (see the module's description). Fields, in the
+    order a claim file gives them:
+
+    - ``id``, ``title``, ``paper``, ``statement``: identity; ``statement`` in the paper's words.
+    - ``premise``: ``{setting: value}``, everything ``measure`` needs, as data; ``scale_name`` names the scale
+      (``"width"``).
+    - ``measure``: ``measure(setting: Setting, backend) -> {output: float or array}``, one independent point (a
+      scale and a seed), written with harness calls on ``backend`` only (with ``seed_batch > 1``: a list of
+      settings that differ only in their seed, and a list of results).
+    - ``laws``: the expected laws (:class:`~harness.engine.laws.Law` objects); every one must hold.
+    - ``controls``: at least one :class:`Control`; each must be rejected.
+    - ``tiers``: ``{name: Tier}``, at least ``"ci"`` (minutes on 2 CPU cores); ``"full"`` is GPU scale.
+    - ``cases``: ``{case: premise overrides}`` run by default, each a run of its own (default: one case,
+      ``"default"``); a law's ``cases`` restricts it to some.
+    - ``scope``: ``{setting: values}`` a claim test may draw a premise from, uniformly (:func:`draw_premise`).
+    - ``needs``: backend requirements (``"float64"``); ``dtype``: the dtype it is measured in.
+    - ``backends``: the backends it runs on (default ``()``: every one).
+    - ``log_scale``: plot the scale on a log axis.
+    - ``changes``: what was changed after a pilot run, each entry the paper's version, the change and the reason.
+    - ``outputs``: the measurements ``measure`` returns; declared, every law's statistic is checked against them
+      when the claim is built, and every point when it is measured.
+    - ``figure``: optional ``figure(variant_result, path, title) -> path``, a figure of the claim's own in the
+      report.
+    - ``seed_batch``: seeds measured in one call (see ``measure``); each point's value must not depend on which
+      seeds share its call."""
     id: str
     title: str
     paper: str
@@ -310,12 +372,14 @@ class Claim:
         return replace(self, **changes)
 
     def tier(self, name: str) -> Tier:
+        """The tier named ``name``; an unknown name raises :class:`HarnessError` listing the claim's tiers."""
         try:
             return self.tiers[name]
         except KeyError:
             raise HarnessError(f"claim {self.id} has no tier {name!r}; it has: {', '.join(self.tiers)}") from None
 
     def control(self, name: str) -> Control:
+        """The control named ``name``."""
         for c in self.controls:
             if c.name == name:
                 return c
@@ -331,6 +395,8 @@ class Claim:
                                f"{' at ' + where if where else ''} (it returned {', '.join(sorted(result)) or 'nothing'})")
 
     def premise_for(self, case: dict, tier: Tier, variant: str = "claim") -> dict:
+        """The premise a point is measured with: the claim's premise, then the tier's ``overrides``, then the
+        case's settings, then (for a control's ``variant``) the control's ``flip``."""
         p = {**self.premise, **tier.overrides, **case}
         if variant != "claim":
             p.update(self.control(variant).flip)
@@ -505,6 +571,8 @@ def source_of(claim_id: str) -> str:
 
 
 def get_claim(claim_id: str) -> Claim:
+    """The registered claim with id ``claim_id`` (see :func:`registry`); an unknown id raises
+    :class:`HarnessError` naming the known ids and any claim file that was skipped."""
     reg = registry()
     try:
         return reg[claim_id]

@@ -111,8 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--markdown", default=None, metavar="FILE", help="write the table (markdown) here")
     _path_arg(de)
 
-    dc = sub.add_parser("docs", help="write docs/claims.md (every claim, from the registry) and docs/calibration.md "
-                                     "(from the calibration records)")
+    dc = sub.add_parser("docs", help="write docs/claims.md (every claim, from the registry), docs/calibration.md "
+                                     "(from the calibration records) and docs/api.md (the API reference, from the "
+                                     "docstrings)")
     dc.add_argument("--records", default="calibration/ci", metavar="DIR",
                     help="the calibration records behind the project's statements (default calibration/ci/)")
     dc.add_argument("--out", default="docs", metavar="DIR", help="output folder (default docs/)")

@@ -1,7 +1,8 @@
 """What a user reads, generated from data: ``docs/claims.md`` from the registry (every claim's paper, statement,
 premise, laws and bands, controls, tiers with their sequential designs, the changes made after pilots, and its
-calibration with its freshness) and ``docs/calibration.md`` from the committed calibration records
-(``calibration/ci/``: what ``claims calibrate --out`` writes), through ``claims docs``. ``tests/test_engine.py``
+calibration with its freshness), ``docs/calibration.md`` from the committed calibration records
+(``calibration/ci/``: what ``claims calibrate --out`` writes) and ``docs/api.md``, the API reference, from the
+code's signatures and docstrings (:mod:`harness.engine.apidoc`), through ``claims docs``. ``tests/test_engine.py``
 checks that the committed files are what the command writes, so they cannot drift from the code.
 
 A calibration record is *current* when the code hash it was measured with (``code``: the claim's measure module
@@ -100,7 +101,8 @@ def _anchor(claim) -> str:
 
 def write_docs(out: Path, records_dir: Path, alpha: float = 0.05, draws: int = 2000) -> list[Path]:
     """Write ``claims.md`` and ``calibration.md`` into ``out`` from the package's claims and the records under
-    ``records_dir`` (tier ci); returns the paths."""
+    ``records_dir`` (tier ci), and ``api.md`` from the code (:func:`harness.engine.apidoc.api_markdown`); returns
+    the paths."""
     from .claim import package_claims
     from .cli import all_level, design_markdown, design_table, load_records
     reg = package_claims()
@@ -115,4 +117,7 @@ def write_docs(out: Path, records_dir: Path, alpha: float = 0.05, draws: int = 2
                    + design_markdown(rows, law_alpha, n_all))
     page = out / "claims.md"
     page.write_text(claims_markdown(reg, rows))
-    return [page, cal]
+    from .apidoc import api_markdown
+    api = out / "api.md"
+    api.write_text(api_markdown())
+    return [page, cal, api]

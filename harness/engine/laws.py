@@ -93,7 +93,21 @@ def fmt_band(band) -> str:
 class Law:
     """Base: a named law on the measurement ``statistic``; subclasses define ``point`` (the point estimate from
     per-scale samples) and ``interval`` (the estimate with its CI by the ``"t"`` method); :meth:`estimate` picks
-    the method and :meth:`evaluate` gives the verdict."""
+    the method and :meth:`evaluate` gives the verdict.
+
+    Fields, shared by every law:
+
+    - ``name``: the law's name (in verdicts, reports and a control's ``refutes``).
+    - ``statistic``: the measurement it reads, one of the claim's ``outputs``.
+    - ``band``: ``(low, high)``, the values the paper allows for the estimate, ``None`` for an open side (a bound);
+      or ``band(premise) -> (low, high)`` when it depends on the premise.
+    - ``summary``: the per-scale summary over seeds (default: the mean).
+    - ``what``: what the estimate is, in words (for reports; default from the law's kind).
+    - ``method``: the interval, ``"t"``, ``"bootstrap"`` or ``"exact"`` (a deterministic value).
+    - ``nonfinite``: what a NaN or infinite measurement does: ``"inconclusive"`` or ``"drop-scale"``.
+    - ``predicted``: ``predicted(scale, premise) -> value``; the law is then on measured / predicted.
+    - ``scale_range``: ``(low, high)``, the scales the law sees (``None`` for an open side).
+    - ``cases``: the claim's cases it applies in (default: all)."""
     name: str
     statistic: str
     band: tuple | Callable
@@ -120,9 +134,11 @@ class Law:
             raise HarnessError(f"law {self.name}: nonfinite must be one of {', '.join(NONFINITE_RULES)}")
 
     def band_for(self, premise: dict) -> tuple:
+        """The band ``(low, high)`` under ``premise`` (``band`` itself, or ``band(premise)``)."""
         return self.band(premise) if callable(self.band) else tuple(self.band)
 
     def point(self, scales, samples) -> float:
+        """The point estimate from the per-scale samples (one array of seeds per scale); defined by each law."""
         raise NotImplementedError
 
     def reads(self, scale: float, scales) -> bool:
@@ -151,6 +167,7 @@ class Law:
         return scales, samples
 
     def interval(self, scales, samples, confidence) -> Estimate:
+        """The estimate with its interval at level ``confidence`` by the ``"t"`` method; defined by each law."""
         raise NotImplementedError
 
     def exact_reduce(self, scales, values) -> float:
@@ -158,9 +175,12 @@ class Law:
         return self.point(scales, [np.array([v]) for v in values])
 
     def describe(self) -> str:
+        """What the estimate is, in words: ``what``, or a default from the law's kind and statistic."""
         return self.what or type(self).__name__
 
     def estimate(self, scales, samples, confidence: float, seed: int = 0) -> Estimate:
+        """The estimate and its interval at level ``confidence`` by the law's ``method`` (``seed`` seeds the
+        bootstrap), after the ``nonfinite`` rule; no interval (inconclusive, with a note) when it cannot have one."""
         scales = np.asarray(scales, dtype=float)
         samples = [np.asarray(s, dtype=float) for s in samples]
         note = nonfinite_note(scales, samples)
@@ -179,6 +199,7 @@ class Law:
         return self.interval(scales, samples, confidence)
 
     def min_scales(self) -> int:
+        """The fewest scales the law needs (2 for a slope)."""
         return 1
 
     def evaluate(self, scales, samples, premise: dict, alpha: float, seed: int = 0) -> LawResult:
@@ -246,7 +267,14 @@ class AtScale(Law):
 @dataclass(frozen=True)
 class EveryScale(Law):
     """The summary at every scale lies in ``band``: estimated as the worst case over scales (``worst="max"`` for
-    an upper bound, ``"min"`` for a lower bound), with a simultaneous interval (Bonferroni over scales)."""
+    an upper bound, ``"min"`` for a lower bound), with a simultaneous interval (Bonferroni over scales).
+
+    ``worst`` says which side of the band is checked at every scale. With ``"max"`` (default) the estimate is the
+    largest per-scale summary and its interval runs from the largest per-scale lower limit to the largest upper
+    limit (each scale's t interval at level ``1 - (1 - confidence) / k`` over ``k`` scales): the law holds when
+    every scale's interval lies below the band's upper edge and is refuted when any scale's lies wholly above it.
+    Give it a band ``(None, high)``; a lower edge would be checked against the largest per-scale summary only. With
+    ``"min"`` the same for the smallest summary, with a band ``(low, None)``."""
     worst: str = "max"
 
     def point(self, scales, samples):
