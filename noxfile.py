@@ -23,11 +23,18 @@ def install(session, extras):
     session.install("-e", f".[{extras}]")
 
 
+# Peers the tests compare with, installed without their declared requirements (mup's pull torchvision,
+# curvlinops' backpack-for-pytorch, either of which would bring a torch of pip's choosing); the `peers` extra holds
+# what they import. mup: tests/test_widths.py; curvlinops: tests/test_curvature.py.
+PEERS_NO_DEPS = ["mup==1.0.0", "curvlinops-for-pytorch==3.0.1", "einconv==0.1.0", "linear_operator==0.6.1"]
+
+
 @nox.session
 def tests(session):
     """Run the test suite on both backends, both required: a backend that fails to install or import fails the
     session instead of being skipped (HARNESS_BACKENDS=torch or =jax narrows it on purpose)."""
-    install(session, "jax,torch,test,ray")       # ray: the Ray executor's tests start a real local cluster
+    install(session, "jax,torch,test,ray,peers")   # ray: the Ray executor's tests start a real local cluster
+    session.install("--no-deps", *PEERS_NO_DEPS)
     # worksteal: an idle worker takes queued tests from the busy one, so the long claim tests do not pile up on one
     args = session.posargs or ["-n", "2", "--dist", "worksteal", "-q", "--durations=15"]
     env = {**SMALL_KERNEL_ENV, "HARNESS_BACKENDS": os.environ.get("HARNESS_BACKENDS", "torch,jax")}
