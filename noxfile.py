@@ -33,7 +33,8 @@ PEERS_NO_DEPS = ["mup==1.0.0", "curvlinops-for-pytorch==3.0.1", "einconv==0.1.0"
 def tests(session):
     """Run the test suite on both backends, both required: a backend that fails to install or import fails the
     session instead of being skipped (HARNESS_BACKENDS=torch or =jax narrows it on purpose)."""
-    install(session, "jax,torch,test,ray,peers")   # ray: the Ray executor's tests start a real local cluster
+    # ray: the Ray executor's tests start a real local cluster; adapters: flax and equinox for tests/test_adapters.py
+    install(session, "jax,torch,test,ray,peers,adapters")
     session.install("--no-deps", *PEERS_NO_DEPS)
     # worksteal: an idle worker takes queued tests from the busy one, so the long claim tests do not pile up on one
     args = session.posargs or ["-n", "2", "--dist", "worksteal", "-q", "--durations=15"]

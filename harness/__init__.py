@@ -10,6 +10,7 @@ from .backends import Backend, TrainResult, available_backends, get_backend
 from .errors import HarnessError
 from .losses import cross_entropy, mse
 from .models import MLP, FunctionModel, Model, OutputScaled, output_scaled
+from .adapters import from_equinox, from_flax, from_jax, from_nnx, from_torch
 from .montecarlo import MonteCarloKernels, monte_carlo_kernels
 from .optim import Optimizer, adam, sgd
 from .parametrisation import PARAMETRISATIONS, get_parametrisation
@@ -19,6 +20,7 @@ from .engine import (AtScale, Claim, Control, EveryScale, Increasing, Law, Power
 __all__ = [
     "get_backend", "available_backends", "Backend", "TrainResult", "HarnessError",
     "MLP", "FunctionModel", "Model", "OutputScaled", "output_scaled",
+    "from_torch", "from_flax", "from_nnx", "from_equinox", "from_jax",
     "mlp_kernels", "nngp_kernel", "ntk_kernel", "Kernels",
     "monte_carlo_kernels", "MonteCarloKernels",
     "sgd", "adam", "Optimizer", "mse", "cross_entropy",

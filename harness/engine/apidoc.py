@@ -57,6 +57,8 @@ SECTIONS = (
     Section("Analytic kernels", "harness.analytic"),
     Section("Monte Carlo kernels", "harness.montecarlo"),
     Section("Curvature: Hessian, GGN, empirical Fisher", "harness.curvature", ("curvature", "Curvature")),
+    Section("Your own model: adapters", "harness.adapters", ("from_torch", "from_flax", "from_nnx", "from_equinox",
+                                                              "from_jax")),
     Section("Parametrising a model of your own", "harness.widths", ("infer_shapes", "ParamShape", "parametrise",
                                                                    "Parametrised")),
     Section("Data", "harness.data"),
