@@ -363,3 +363,19 @@ def test_a_claim_declaring_one_backend_runs_there_and_is_skipped_elsewhere(tmp_p
     assert listed[0] == "toy-claim" and listed[5] == "torch"
     with pytest.raises(HarnessError, match="backends must be a tuple of backend names"):
         _toy(backends=("tensorflow",))
+
+
+def test_readme_own_model_claim_runs_from_a_user_file_on_torch(tmp_path):
+    """The README's claim about a torch network of the user's own (through harness.adapters and
+    harness.widths), saved outside the package: on --backend all it holds on torch, its control is rejected, and
+    jax is skipped with the reason."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- own-model-example: start.*?-->\s*```python\n(.*?)```\s*<!-- own-model-example: end -->",
+                      text, re.S)
+    assert block, "README lost its own-model example"
+    (tmp_path / "my_net.py").write_text(block.group(1))
+    r = cli("run", "my-net-mup-coord-check", "--path", tmp_path / "my_net.py", "--backend", "all", "--store",
+            tmp_path / "s.sqlite", "--no-progress", "--workers", "1", cwd=tmp_path)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "skipped my-net-mup-coord-check on jax: the claim declares backends torch" in r.stdout
+    assert "torch/cpu tier=ci" in r.stdout and "control standard: rejected" in r.stdout
