@@ -373,9 +373,27 @@ def test_readme_own_model_claim_runs_from_a_user_file_on_torch(tmp_path):
     block = re.search(r"<!-- own-model-example: start.*?-->\s*```python\n(.*?)```\s*<!-- own-model-example: end -->",
                       text, re.S)
     assert block, "README lost its own-model example"
+    from conftest import get_selected_backend
+    get_selected_backend("torch")                    # skips (or fails) as HARNESS_BACKENDS says
     (tmp_path / "my_net.py").write_text(block.group(1))
     r = cli("run", "my-net-mup-coord-check", "--path", tmp_path / "my_net.py", "--backend", "all", "--store",
             tmp_path / "s.sqlite", "--no-progress", "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "skipped my-net-mup-coord-check on jax: the claim declares backends torch" in r.stdout
     assert "torch/cpu tier=ci" in r.stdout and "control standard: rejected" in r.stdout
+
+
+@pytest.mark.claim
+def test_a_flax_model_claim_runs_from_a_user_file_on_jax(tmp_path):
+    """A flax network of the user's own through a claim in the user's own file (tests/user_models, copied outside
+    the package): on --backend all it holds on jax, its control is rejected, and torch is skipped with the
+    reason."""
+    from conftest import get_selected_backend
+    get_selected_backend("jax")                      # skips (or fails) as HARNESS_BACKENDS says
+    src = ROOT / "tests" / "user_models" / "my_flax_claim.py"
+    (tmp_path / "my_flax.py").write_text(src.read_text())
+    r = cli("run", "my-flax-net-mup-coord-check", "--path", tmp_path / "my_flax.py", "--backend", "all", "--store",
+            tmp_path / "s.sqlite", "--no-progress", "--workers", "1", cwd=tmp_path)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "skipped my-flax-net-mup-coord-check on torch: the claim declares backends jax" in r.stdout
+    assert "jax/cpu tier=ci" in r.stdout and "control standard: rejected" in r.stdout
