@@ -96,3 +96,59 @@ def test_bad_input_is_one_line():
         parametrise(_as_user_model(_mlp(16)), "mu-p", _mlp(8), _mlp(16), layout="in_out")
     with pytest.raises(HarnessError, match="layout="):
         parametrise(_as_user_model(_mlp(16)), "mup", _mlp(8), _mlp(16))
+
+
+def test_the_coordinate_check_agrees_with_mups_on_the_same_torch_network():
+    """TP-V's coordinate check, mup's way and ours, on the same torch network: the mean change of the outputs after
+    3 Adam steps (lr 1e-2, 0.5 * MSE on 32 Gaussian inputs) against the width 64..1024. mup: MuReadout,
+    set_base_shapes(base 16, delta 32), MuAdam; ours: from_torch + parametrise(..., "mup") with the harness's Adam.
+    Both fitted exponents lie within +-0.2 (flat), while plain torch Adam on the same network (the standard
+    parametrisation) grows like the width (exponent > 0.6). Seeds fixed (0..3 per width): a deterministic check of
+    these networks, not a calibrated statistical claim."""
+    import mup
+    import torch
+    from harness import adam, get_backend
+    from harness.adapters import from_torch
+    nn = torch.nn
+    widths, seeds = (64, 128, 256, 512, 1024), range(4)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 8)), rng.standard_normal((32, 1))
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def net(width, seed, readout=nn.Linear):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                             readout(width, 1)).double()
+
+    def torch_change(model, opt):
+        f0 = model(xt).detach()
+        for _ in range(3):
+            opt.zero_grad()
+            (0.5 * ((model(xt) - yt) ** 2).sum(1).mean()).backward()
+            opt.step()
+        return float((model(xt).detach() - f0).abs().mean())
+
+    def mup_change(width, seed):
+        model = net(width, seed, mup.MuReadout)
+        mup.set_base_shapes(model, net(16, 0, mup.MuReadout), delta=net(32, 0, mup.MuReadout))
+        return torch_change(model, mup.MuAdam(model.parameters(), lr=1e-2))
+
+    def sp_change(width, seed):
+        model = net(width, seed)
+        return torch_change(model, torch.optim.Adam(model.parameters(), lr=1e-2))
+
+    be = get_backend("torch", dtype="float64")
+
+    def our_change(width, seed):
+        model = parametrise(from_torch(net(width, seed)), "mup", from_torch(net(16, 0)), from_torch(net(32, 0)))
+        p = be.init(model, 0)
+        run = be.train(model, p, x, y, adam(1e-2), 3)
+        return float(np.mean(np.abs(be.apply(model, run.params, x) - be.apply(model, p, x))))
+
+    def exponent(change):
+        means = [np.mean([change(w, s) for s in seeds]) for w in widths]
+        return np.polyfit(np.log(widths), np.log(means), 1)[0]
+    ours, theirs, sp = exponent(our_change), exponent(mup_change), exponent(sp_change)
+    print(f"exponents: ours {ours:.3f}, mup {theirs:.3f}, standard {sp:.3f}")
+    assert abs(ours) < 0.2 and abs(theirs) < 0.2, (ours, theirs)
+    assert sp > 0.6, sp
