@@ -339,3 +339,34 @@ def test_a_users_torch_module_against_curvlinops():
         block = curvature(b, model, p, x, y, kind=kind, loss="cross_entropy", block="3.weight")
         op1 = op_cls(net, lf, [net[3].weight], [(xt, yt)])
         close((op1 @ torch.eye(block.dim, dtype=torch.float64)).numpy(), block.dense())
+
+
+def test_a_users_torch_module_against_pyhessian():
+    """PyHessian 0.1 on a user's own torch module (Conv2d, LayerNorm, Linear through from_torch) and batch: its
+    top eigenvalue (power iteration to relative change 1e-6) equals ours (certified Lanczos) to 1e-4 relative, and
+    its Hutchinson trace (200 Rademacher probes) lies within 5 standard errors of our exact trace (a false-fail
+    rate below 1e-6 for a Gaussian mean)."""
+    from conftest import get_selected_backend
+    b = get_selected_backend("torch", "float64")
+    import torch
+    from pyhessian import hessian     # the test session installs it (the peers extra); missing, this fails
+    from harness.adapters import from_torch
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Tanh(), torch.nn.Flatten(),
+                              torch.nn.Linear(3 * 4 * 4, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 3)).double()
+    model = from_torch(net)
+    p = b.init(model, 0)
+    rng = np.random.default_rng(1)
+    x, labels = rng.standard_normal((6, 2, 6, 6)), rng.integers(0, 3, 6)
+    ours = curvature(b, model, p, x, np.eye(3)[labels], kind="hessian", loss="cross_entropy")
+    h = hessian(net, torch.nn.CrossEntropyLoss(), data=(torch.from_numpy(x), torch.from_numpy(labels)), cuda=False)
+    torch.manual_seed(2)
+    (top,), _ = h.eigenvalues(maxIter=1000, tol=1e-6, top_n=1)
+    dense = ours.dense()
+    ev = np.linalg.eigvalsh(dense)
+    lead = ev[np.argmax(np.abs(ev))]            # power iteration finds the largest in magnitude
+    assert top == pytest.approx(lead, rel=1e-4), (top, lead)
+    torch.manual_seed(3)
+    samples = np.asarray(h.trace(maxIter=200, tol=0.0), dtype=float)
+    exact = float(np.trace(dense))
+    assert abs(samples.mean() - exact) <= 5 * samples.std(ddof=1) / np.sqrt(len(samples)), (samples.mean(), exact)
