@@ -196,8 +196,8 @@ def test_code_hash_covers_the_harness_modules_a_claim_can_run(tmp_path):
     too) of what its claim modules import, plus the backends: ``from pkg import MLP`` counts the module ``MLP``
     comes from, not every module ``pkg/__init__.py`` re-exports, so a new harness module no claim imports stales
     no point and no calibration record; ``import pkg`` counts the whole package; the backends are the modules the
-    registry names (an adapter module beside them counts only where imported); the engine and errors.py are not
-    followed. In the package, G1 reads harness/geometry.py and not the tensor model's module."""
+    registry names (an adapter module beside them counts only where imported, by a statement or by its name in a
+    string, as harness.adapters loads them); the engine and errors.py are not followed. In the package, G1 reads harness/geometry.py and not the tensor model's module."""
     from harness.engine import sweep
     import claims.geometry
     pkg = tmp_path / "pkg"
@@ -224,6 +224,9 @@ def test_code_hash_covers_the_harness_modules_a_claim_can_run(tmp_path):
     assert names(claim) == base
     claim.write_text("import pkg\n")
     assert names(claim) == sorted(base + ["__init__.py", "activations.py", "analytic.py", "extra.py", "models.py"])
+    (pkg / "lazy.py").write_text("MODULES = {'t': 'pkg.backends.t_adapters'}\n")
+    claim.write_text("from pkg.lazy import MODULES\n")                 # a module imported by name counts
+    assert names(claim) == sorted(base + ["lazy.py", "backends/t_adapters.py", "extra.py"])
     g1 = [p.name for p in sweep.harness_sources(sweep.measure_sources(claims.geometry.confusion))]
     assert "geometry.py" in g1 and "models.py" in g1 and "tensor.py" not in g1 and "__init__.py" in g1  # backends'
 

@@ -220,10 +220,12 @@ def _module_file(root, parts):
 
 def _imported_files(path, root) -> list:
     """The files of the package ``root`` that the source ``path`` imports, anywhere in it (a function's local
-    import too), read statically from its syntax. ``from pkg import name`` names the submodule ``pkg.name`` when
+    import too, and a module named by a string such as ``"harness.backends.torch_adapters"``, which is imported by
+    name), read statically from its syntax. ``from pkg import name`` names the submodule ``pkg.name`` when
     there is one and ``pkg/__init__.py`` otherwise; re-exports in ``__init__.py`` files are followed by
     :func:`harness_sources`."""
     import ast
+    import re
     from pathlib import Path
     path, root = Path(path), Path(root)
     try:
@@ -245,8 +247,11 @@ def _imported_files(path, root) -> list:
             sub = _module_file(root, parts + [name]) if name != "*" else None
             out.append((sub, ()) if sub is not None else (base, (name,)))
 
+    by_name = re.compile(rf"^{re.escape(root.name)}(\.\w+)+$")
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and by_name.match(node.value):
+            add(node.value.split(".")[1:])          # a module imported by name ("harness.backends.torch")
+        elif isinstance(node, ast.Import):
             for alias in node.names:
                 mod = alias.name.split(".")
                 if mod[0] == root.name:
