@@ -239,6 +239,7 @@ def test_pilot_prints_a_runs_points_and_stores_nothing(tmp_path):
     one_line_error(cli("pilot", "toy-claim", "--path", path, "--set", "slop=1"), "no premise setting 'slop'")
     one_line_error(cli("pilot", "toy-claim", "--path", path, "--variant", "nope"), "no control 'nope'")
     one_line_error(cli("pilot", "toy-claim", "--path", path, "--backend", "all"), "one backend")
+    one_line_error(cli("pilot", "toy-claim", "--path", path, "--backend", "torch,jax"), "one backend")
 
 
 def test_list_shows_your_own_claims_first(tmp_path):
@@ -359,6 +360,7 @@ def test_a_claim_declaring_one_backend_runs_there_and_is_skipped_elsewhere(tmp_p
     assert "toy-claim [default] torch/cpu" in r.stdout and "jax/cpu" not in r.stdout
     one_line_error(cli("run", "toy-claim", "--path", path, "--backend", "jax", "--store", store),
                    "toy-claim runs on torch only")
+    one_line_error(cli("pilot", "toy-claim", "--path", path, "--backend", "jax"), "toy-claim runs on torch only")
     listed = cli("list", "--path", path).stdout.splitlines()[0].split("\t")
     assert listed[0] == "toy-claim" and listed[5] == "torch"
     with pytest.raises(HarnessError, match="backends must be a tuple of backend names"):

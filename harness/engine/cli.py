@@ -857,10 +857,11 @@ def cmd_pilot(args, console):
     from rich.markup import escape
     from .claim import get_claim
     from .pilot import describe_output, pilot, read_at
-    (backend,) = _backends(args.backend) if args.backend != "all" else (None,)
-    if backend is None:
+    names = _backends(args.backend)
+    if args.backend == "all" or len(names) != 1:
         from ..errors import HarnessError
         raise HarnessError("pilot runs on one backend: --backend torch or --backend jax")
+    (backend,) = names
     claim = get_claim(args.id)
     _check_env([backend], args.device, claim.dtype)
     points = pilot(claim, args.scale, case=args.case, variant=args.variant, seeds=args.seeds, seed=args.seed,

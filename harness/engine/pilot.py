@@ -38,6 +38,9 @@ def pilot(claim: Claim | str, scales=None, *, case: str | None = None, variant: 
     from .sweep import Task, code_version, run_batch
     claim = claim if isinstance(claim, Claim) else get_claim(claim)
     register(claim)
+    if not claim.runs_on(backend):
+        raise HarnessError(f"claim {claim.id} runs on {', '.join(claim.backends)} only (its declared backends); "
+                           f"asked for {backend}")
     t = claim.tier(tier)
     case = case if case is not None else next(iter(claim.cases))
     if case not in claim.cases:
