@@ -879,7 +879,7 @@ def cmd_pilot(args, console):
             return ""
         text = describe_output(pt.outputs[k])
         if not read_at(claim, p.case, p.variant, k, pt.setting.scale, grid):     # no law reads it at this scale
-            return "not measured" if not np.all(np.isfinite(pt.outputs[k])) else f"{text} (unread)"
+            return f"{text} (unread)"
         return text
     rows = [[f"{pt.setting.scale:g}", str(pt.setting.seed), f"{pt.seconds:.3f}"] + [cell(pt, k) for k in names]
             for pt in points]

@@ -81,11 +81,11 @@ def pilot(claim: Claim | str, scales=None, *, case: str | None = None, variant: 
 
 
 def read_at(claim: Claim, case: str, variant: str, name: str, scale: float, scales) -> bool:
-    """Whether a law of ``variant`` reads the measurement ``name`` at ``scale`` (or none reads it anywhere, so
-    every value of it counts); False where it is not measured by declaration (:meth:`Law.reads`)."""
+    """Whether a law of ``variant`` reads the measurement ``name`` at ``scale`` (:meth:`Law.reads`); False for an
+    auxiliary measurement no law reads, or one not measured at this scale by declaration."""
     from .sweep import _laws_of
     readers = [l for l in _laws_of(claim, case, variant) if l.statistic == name]
-    return not readers or any(l.reads(float(scale), sorted(float(x) for x in scales)) for l in readers)
+    return any(l.reads(float(scale), sorted(float(x) for x in scales)) for l in readers)
 
 
 def describe_output(value) -> str:

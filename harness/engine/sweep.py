@@ -500,9 +500,10 @@ def _nonfinite_points(tasks, store, variant, law, show: int = 4) -> str:
 
 
 def nonfinite_warning(run: "PlannedRun", variant: str, laws, task: "Task", result: dict, seen: set) -> list[str]:
-    """One line per measurement of ``result`` that is NaN or infinite where it counts, the first time in this run
-    and variant (``seen`` remembers): a measurement a law reads at this scale, or one no law reads anywhere. A
-    measurement some law reads only at other scales is not measured here by declaration, and says nothing."""
+    """One line per measurement of ``result`` that is NaN or infinite where a law of the variant reads it (at this
+    scale: :meth:`Law.reads`), the first time in this run and variant (``seen`` remembers). A measurement no law
+    reads here says nothing: not measured here by declaration, or an auxiliary record (e.g. D2's per-rate losses,
+    NaN where a run diverged, as a diverged run is recorded)."""
     s = task.setting
     scales = sorted(float(x) for x in (run.claim.tier(run.tier).scales if variant == "claim"
                                         or run.claim.tier(run.tier).control_scales is None
@@ -513,11 +514,10 @@ def nonfinite_warning(run: "PlannedRun", variant: str, laws, task: "Task", resul
         if key in seen or np.all(np.isfinite(np.asarray(value, dtype=float))):
             continue
         readers = [l for l in laws if l.statistic == name]
-        if readers and not any(l.reads(s.scale, scales) for l in readers):
+        if not any(l.reads(s.scale, scales) for l in readers):
             continue
         seen.add(key)
-        what = "the laws " + ", ".join(l.name for l in readers) + " read it there and will be inconclusive" \
-            if readers else "no law reads it"
+        what = "the laws " + ", ".join(l.name for l in readers) + " read it there and will be inconclusive"
         out.append(f"{run.claim.id} [{run.case}] {run.backend} {variant}: {name!r} is NaN or infinite at "
                    f"{run.claim.scale_name} {s.scale:g}, seed {s.seed} (replicate {task.replicate}): the first such "
                    f"point of this variant; {what}")
