@@ -295,6 +295,21 @@ def test_against_curvlinops(loss):
         close(theirs1, block.dense()[np.ix_(sub, sub)])
 
 
+def users_torch_module():
+    """A user's own torch module (Conv2d, Tanh, Linear, LayerNorm, Linear; float64) through from_torch, on the torch
+    backend, with a batch of 6 two-channel 6x6 images and class labels: (backend, net, model, params, x, labels)."""
+    from conftest import get_selected_backend
+    b = get_selected_backend("torch", "float64")            # skips (or fails) as HARNESS_BACKENDS says
+    import torch
+    from harness.adapters import from_torch
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Tanh(), torch.nn.Flatten(),
+                              torch.nn.Linear(3 * 4 * 4, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 3)).double()
+    model = from_torch(net)
+    rng = np.random.default_rng(1)
+    return b, net, model, b.init(model, 0), rng.standard_normal((6, 2, 6, 6)), rng.integers(0, 3, 6)
+
+
 def test_a_users_torch_module_against_curvlinops():
     """The curvature of a user's own torch module (a Conv2d, LayerNorm and Linear network through
     harness.adapters.from_torch, its parameters named by the module): the GGN and the empirical Fisher agree with
@@ -305,18 +320,9 @@ def test_a_users_torch_module_against_curvlinops():
     both and with central differences of the gradient by up to 0.64 on the entries coupling the LayerNorm's gain
     with the layer before it (torch 2.13, seen 2026-12-04), where ours and autograd agree with the differences to
     1e-9; it agrees on the MLP above."""
-    from conftest import get_selected_backend
-    b = get_selected_backend("torch", "float64")
     import curvlinops        # the test session installs it (noxfile: --no-deps); missing, this fails, never skips
     import torch
-    from harness.adapters import from_torch
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Tanh(), torch.nn.Flatten(),
-                              torch.nn.Linear(3 * 4 * 4, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 3)).double()
-    model = from_torch(net)
-    p = b.init(model, 0)
-    rng = np.random.default_rng(1)
-    x, labels = rng.standard_normal((6, 2, 6, 6)), rng.integers(0, 3, 6)
+    b, net, model, p, x, labels = users_torch_module()
     y = np.eye(3)[labels]
     xt, yt = torch.from_numpy(x), torch.from_numpy(labels)
     lay, dim = layout(b, p)
@@ -346,18 +352,9 @@ def test_a_users_torch_module_against_pyhessian():
     top eigenvalue (power iteration to relative change 1e-6) equals ours (certified Lanczos) to 1e-4 relative, and
     its Hutchinson trace (200 Rademacher probes) lies within 5 standard errors of our exact trace (a false-fail
     rate below 1e-6 for a Gaussian mean)."""
-    from conftest import get_selected_backend
-    b = get_selected_backend("torch", "float64")
     import torch
     from pyhessian import hessian     # the test session installs it (the peers extra); missing, this fails
-    from harness.adapters import from_torch
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Tanh(), torch.nn.Flatten(),
-                              torch.nn.Linear(3 * 4 * 4, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 3)).double()
-    model = from_torch(net)
-    p = b.init(model, 0)
-    rng = np.random.default_rng(1)
-    x, labels = rng.standard_normal((6, 2, 6, 6)), rng.integers(0, 3, 6)
+    b, net, model, p, x, labels = users_torch_module()
     ours = curvature(b, model, p, x, np.eye(3)[labels], kind="hessian", loss="cross_entropy")
     h = hessian(net, torch.nn.CrossEntropyLoss(), data=(torch.from_numpy(x), torch.from_numpy(labels)), cuda=False)
     torch.manual_seed(2)
