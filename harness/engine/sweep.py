@@ -306,9 +306,10 @@ def _backend_modules(root) -> list:
 def harness_sources(files, root=None) -> list:
     """The numerics files of the harness (package ``root``, default ``harness/``) a claim's measure can run: the
     closure under static imports of what ``files`` (its claim modules) import from the harness, and of the
-    backend registry and the backend modules it names (:func:`_backend_modules`: imported by name at run time). ``from harness import MLP`` counts the module
-    ``MLP`` is re-exported from, not everything ``harness/__init__.py`` imports, so a harness module no claim
-    reaches (a new model family, a pilot tool) leaves the claim's code hash alone. The engine (``engine/``: how
+    backend registry and the backend modules it names (:func:`_backend_modules`: imported by name at run time).
+    ``from harness import MLP`` counts the module ``MLP`` is re-exported from, not everything
+    ``harness/__init__.py`` imports, so a harness module no claim reaches (a new model family, a pilot tool)
+    leaves the claim's code hash alone. The engine (``engine/``: how
     points become verdicts, never what a point measures) and ``errors.py`` are not followed."""
     from pathlib import Path
     root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
