@@ -142,6 +142,11 @@ class Tier:
         return sequential_looks(self.seeds if variant == "claim" or self.control_seeds is None
                                 else self.control_seeds, self.cap)
 
+    def scales_for(self, variant: str = "claim") -> tuple:
+        """The scales ``variant`` ("claim" or a control's name) is measured at: ``scales``, or a control's own
+        ``control_scales`` when the tier has them."""
+        return self.scales if variant == "claim" or self.control_scales is None else self.control_scales
+
     @property
     def cap(self) -> int:
         """Seeds per scale at the last look: ``max_seeds``, or ``seeds`` for a fixed design."""

@@ -872,7 +872,7 @@ def cmd_pilot(args, console):
                          f"nothing stored (the first point of each scale includes compilation)"), soft_wrap=True)
     names = list(dict.fromkeys(k for pt in points for k in pt.outputs))
     t = claim.tier(args.tier)
-    grid = t.scales if p.variant == "claim" or t.control_scales is None else t.control_scales
+    grid = t.scales_for(p.variant)
 
     def cell(pt, k):
         if k not in pt.outputs:

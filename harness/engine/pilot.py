@@ -59,7 +59,7 @@ def pilot(claim: Claim | str, scales=None, *, case: str | None = None, variant: 
         case = "pilot"
     full = claim.premise_for(settings, t, variant)
     if scales is None:
-        scales = t.scales if variant == "claim" or t.control_scales is None else t.control_scales
+        scales = t.scales_for(variant)
     scales = [float(s) for s in np.atleast_1d(scales)]
     if not scales or not all(np.isfinite(scales)):
         raise HarnessError(f"scales must be finite numbers, got {scales}")

@@ -506,9 +506,7 @@ def nonfinite_warning(run: "PlannedRun", variant: str, laws, task: "Task", resul
     reads here says nothing: not measured here by declaration, or an auxiliary record (e.g. D2's per-rate losses,
     NaN where a run diverged, as a diverged run is recorded)."""
     s = task.setting
-    scales = sorted(float(x) for x in (run.claim.tier(run.tier).scales if variant == "claim"
-                                        or run.claim.tier(run.tier).control_scales is None
-                                        else run.claim.tier(run.tier).control_scales))
+    scales = sorted(float(x) for x in run.claim.tier(run.tier).scales_for(variant))
     out = []
     for name, value in result.items():
         key = (variant, name)
@@ -619,7 +617,7 @@ class PlannedRun:
         """The points of ``variant`` with ``seeds`` replicates per scale (a prefix of any larger count's)."""
         t = self.claim.tier(self.tier)
         premise = self.premise(variant)
-        scales = t.scales if variant == "claim" or t.control_scales is None else t.control_scales
+        scales = t.scales_for(variant)
         out = []
         for scale in scales:
             for r in range(int(seeds)):
