@@ -187,6 +187,8 @@ def test_code_hash_covers_the_claim_modules_a_measure_imports_from(tmp_path, mon
     (tmp_path / "helper_for_hash.py").write_text("def scale(x):\n    return 3.0 * x\n")
     monkeypatch.setattr(sweep, "_CODE", {})
     assert sweep.code_version(claim) != before
+    on = {b: sweep.code_version(claim, b) for b in ("torch", "jax")}
+    assert len({on["torch"], on["jax"], sweep.code_version(claim)}) == 3
     assert [p.name for p in sweep.measure_sources(claims.sharpness.SHARPNESS.measure)] == ["coord_check.py",
                                                                                            "sharpness.py"]
 
@@ -197,7 +199,9 @@ def test_code_hash_covers_the_harness_modules_a_claim_can_run(tmp_path):
     comes from, not every module ``pkg/__init__.py`` re-exports, so a new harness module no claim imports stales
     no point and no calibration record; ``import pkg`` counts the whole package; the backends are the modules the
     registry names (an adapter module beside them counts only where imported, by a statement or by its name in a
-    string, as harness.adapters loads them); the engine and errors.py are not followed. In the package, G1 reads harness/geometry.py and not the tensor model's module."""
+    string, as harness.adapters loads them); the engine and errors.py are not followed. A point measured on one
+    backend does not read the other backends' modules (theirs and their adapters). In the package, G1 reads
+    harness/geometry.py and not the tensor model's module."""
     from harness.engine import sweep
     import claims.geometry
     pkg = tmp_path / "pkg"
@@ -227,6 +231,17 @@ def test_code_hash_covers_the_harness_modules_a_claim_can_run(tmp_path):
     (pkg / "lazy.py").write_text("MODULES = {'t': 'pkg.backends.t_adapters'}\n")
     claim.write_text("from pkg.lazy import MODULES\n")                 # a module imported by name counts
     assert names(claim) == sorted(base + ["lazy.py", "backends/t_adapters.py", "extra.py"])
+    claim.write_text("import numpy\n")                            # one backend's point: the others' modules out
+    (pkg / "backends/__init__.py").write_text("BACKENDS = {'t': ('pkg.backends.t', 'T'), "
+                                              "'u': ('pkg.backends.u', 'U')}\n")
+    (pkg / "backends/u.py").write_text("from ._base import B\n")
+    (pkg / "backends/u_adapters.py").write_text("x = 1\n")
+    claim.write_text("MODULES = {'t': 'pkg.backends.t_adapters', 'u': 'pkg.backends.u_adapters'}\n")
+    every = ["backends/__init__.py", "backends/_base.py", "data.py", "extra.py", "hessian.py"]
+    assert names(claim) == sorted(every + ["backends/t.py", "backends/u.py", "backends/t_adapters.py",
+                                           "backends/u_adapters.py"])
+    on_t = sorted(str(p.relative_to(pkg)) for p in sweep.harness_sources([claim], pkg, backend="t"))
+    assert on_t == sorted(every + ["backends/t.py", "backends/t_adapters.py"])
     g1 = [p.name for p in sweep.harness_sources(sweep.measure_sources(claims.geometry.confusion))]
     assert "geometry.py" in g1 and "models.py" in g1 and "tensor.py" not in g1 and "__init__.py" in g1  # backends'
 

@@ -707,9 +707,10 @@ def design_table(records: dict, ids: list, tier_name: str, law_alpha: float, dra
             own = [r["levels"].get("own", r["levels"]["strict"]) for r in runs]
             refuted = sum(o["verdict"] == "refuted" for o in own)
             codes = sorted({r["code"] for r in runs})
+            fresh = all(r["code"] == code_version(claim, r["backend"]) for r in runs)   # as measured: its backend
             rows.append({
                 "claim": cid, "case": case, "scope": scope, "runs": len(runs),
-                "base_seeds": [min(by_seed), max(by_seed)], "fresh": codes == [code_version(claim)], "codes": codes,
+                "base_seeds": [min(by_seed), max(by_seed)], "fresh": fresh, "codes": codes,
                 "looks": {v: list(tier.looks(v)) for v in pred},
                 "predicted": {v: {"power": d.power, "expected_seeds": d.expected_seeds} for v, d in pred.items()},
                 "predicted_pass": float(np.prod([d.power for d in pred.values()])),

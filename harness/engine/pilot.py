@@ -63,7 +63,7 @@ def pilot(claim: Claim | str, scales=None, *, case: str | None = None, variant: 
     scales = [float(s) for s in np.atleast_1d(scales)]
     if not scales or not all(np.isfinite(scales)):
         raise HarnessError(f"scales must be finite numbers, got {scales}")
-    code, source = code_version(claim), source_of(claim.id)
+    code, source = code_version(claim, backend), source_of(claim.id)
     points = []
     for scale in scales:
         tasks = []

@@ -288,37 +288,52 @@ def _reexports(init, root) -> dict:
     return table
 
 
-def _backend_modules(root) -> list:
+def _backend_modules(root, backend: str | None = None) -> list:
     """The backend registry (``backends/__init__.py``) and the modules it names by string (``"harness.backends.
-    torch"``: imported by name at run time, so no static import reaches them). Other files in ``backends/`` (an
-    adapter for users' modules) count only where something imports them."""
+    torch"``: imported by name at run time, so no static import reaches them); with ``backend``, only that one's
+    module. Other files in ``backends/`` (an adapter for users' modules) count only where something imports them."""
+    init = root / "backends" / "__init__.py"
+    if not init.is_file():
+        return []
+    named = _backend_names(root)
+    if backend is not None:
+        named = {n for n in named if n == backend}
+    return [init] + [f for f in (_module_file(root, ["backends", n]) for n in sorted(named)) if f is not None]
+
+
+def _backend_names(root) -> set:
+    """The backend names the registry (``backends/__init__.py``) maps to modules ``harness.backends.<name>``."""
     import ast
     import re
     init = root / "backends" / "__init__.py"
     if not init.is_file():
-        return []
+        return set()
     pattern = re.compile(rf"^{re.escape(root.name)}\.backends\.(\w+)$")
-    named = {m.group(1) for node in ast.walk(ast.parse(init.read_text()))
-             if isinstance(node, ast.Constant) and isinstance(node.value, str) and (m := pattern.match(node.value))}
-    return [init] + [f for f in (_module_file(root, ["backends", n]) for n in sorted(named)) if f is not None]
+    return {m.group(1) for node in ast.walk(ast.parse(init.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and (m := pattern.match(node.value))}
 
 
-def harness_sources(files, root=None) -> list:
+def harness_sources(files, root=None, backend: str | None = None) -> list:
     """The numerics files of the harness (package ``root``, default ``harness/``) a claim's measure can run: the
     closure under static imports of what ``files`` (its claim modules) import from the harness, and of the
     backend registry and the backend modules it names (:func:`_backend_modules`: imported by name at run time).
     ``from harness import MLP`` counts the module ``MLP`` is re-exported from, not everything
     ``harness/__init__.py`` imports, so a harness module no claim reaches (a new model family, a pilot tool)
     leaves the claim's code hash alone. The engine (``engine/``: how
-    points become verdicts, never what a point measures) and ``errors.py`` are not followed."""
+    points become verdicts, never what a point measures) and ``errors.py`` are not followed. With ``backend``
+    (a point measured on it), the other backends' modules (``backends/<other>.py`` and ``backends/<other>_*.py``,
+    their adapters) are not followed either: an edit to torch's backend stales no point measured on JAX."""
     from pathlib import Path
     root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
     skipped = {root / "errors.py"}
+    others = _backend_names(root) - {backend} if backend is not None else set()
 
     def kept(f):
-        return f is not None and f not in skipped and "engine" not in f.relative_to(root).parts[:1]
+        if f is None or f in skipped or "engine" in f.relative_to(root).parts[:1]:
+            return False
+        return not (f.parent == root / "backends" and f.stem.split("_")[0] in others)
     todo = [pair for src in files for pair in _imported_files(src, root)]
-    todo += [(f, ()) for f in _backend_modules(root)]
+    todo += [(f, ()) for f in _backend_modules(root, backend)]
     seen, done = set(), set()
     while todo:
         f, names = todo.pop()
@@ -335,20 +350,21 @@ def harness_sources(files, root=None) -> list:
     return sorted(seen)
 
 
-def code_version(claim: Claim) -> str:
-    """A short hash of the source that measures a point: the files of :func:`measure_sources` (the module
-    defining the claim's measure and the claim modules it imports from), the harness's numerics modules they can
-    run (:func:`harness_sources`: what they import, transitively, and the backends) and the harness version, each
-    as :func:`measured_source` reads it (docstrings, comments and declaration-only arguments such as a claim's
-    ``tiers`` and ``changes`` do not count). Part of each point's store key, so edited code never reuses stale
-    points, and the freshness of a calibration record."""
+def code_version(claim: Claim, backend: str | None = None) -> str:
+    """A short hash of the source that measures a point on ``backend``: the files of :func:`measure_sources` (the
+    module defining the claim's measure and the claim modules it imports from), the harness's numerics modules
+    they can run on that backend (:func:`harness_sources`: what they import, transitively, and the backend's own
+    module; ``None``: every backend's) and the harness version, each as :func:`measured_source` reads it
+    (docstrings, comments and declaration-only arguments such as a claim's ``tiers`` and ``changes`` do not
+    count). Part of each point's store key, so edited code never reuses stale points, and the freshness of a
+    calibration record (measured on one backend: an edit to another backend's module leaves it current)."""
     import hashlib
     from pathlib import Path
     sources = measure_sources(claim.measure)
-    key = tuple(str(p) for p in sources)
+    key = (tuple(str(p) for p in sources), backend)
     if key not in _CODE:
         root = Path(__file__).resolve().parent.parent          # harness/
-        files = harness_sources(sources, root)
+        files = harness_sources(sources, root, backend)
         h = hashlib.sha256(HARNESS_VERSION.encode())
         for path in sources + files:
             h.update(str(path.relative_to(root.parent) if root.parent in path.parents else path.name).encode())
@@ -653,10 +669,11 @@ def plan(claims: list, tier: str = "ci", backends: Iterable[str] = ("jax",), dev
         t = claim.tier(tier)
         cases = _cases_of(claim, case, overrides)
         looks = {v: (int(seeds),) if seeds is not None else t.looks(v) for v in variants(claim, include_controls)}
-        code, source = code_version(claim), source_of(claim.id)
+        source = source_of(claim.id)
         for backend in backends:
             if not claim.runs_on(backend):          # a claim declaring other backends: skipped (skipped_pairs)
                 continue
+            code = code_version(claim, backend)
             for case_name, settings in cases.items():
                 out.append(PlannedRun(claim, backend, case_name, tier, device, dict(settings), base_seed, dict(looks),
                                       code, source))
