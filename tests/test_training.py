@@ -147,3 +147,87 @@ def test_a_backends_multi_tensor_adam_is_the_per_parameter_formula(backend64, ra
         np.testing.assert_allclose(backend64.to_numpy(st["v"][k]), backend64.to_numpy(rst["v"][k]), rtol=1e-13,
                                    atol=1e-15)
         np.testing.assert_array_equal(backend64.to_numpy(params[k]), before[k])
+
+
+def test_a_backends_sgd_update_is_the_per_parameter_formula(backend64):
+    """A backend may give its ops an ``sgd_update`` (torch: one kernel per parameter, for speed); it must equal
+    :class:`harness.optim.Optimizer`'s per-parameter SGD, with and without momentum, and leave its inputs
+    unchanged."""
+    ops = backend64.ops
+    fused = getattr(ops, "sgd_update", None)
+    if fused is None:
+        pytest.skip(f"{backend64.framework_name} has no sgd_update (its compiler fuses the update)")
+    rng = np.random.default_rng(1)
+    shapes = {"W0": (4, 5), "b0": (5,), "W1": (5, 1)}
+    arr = lambda s: backend64.asarray(rng.standard_normal(s))
+    params, grads = {k: arr(s) for k, s in shapes.items()}, {k: arr(s) for k, s in shapes.items()}
+    mults = {"W0": 0.5, "b0": np.float64(2.0)}                                 # W1 absent: multiplier 1
+    before = {k: backend64.to_numpy(v).copy() for k, v in params.items()}
+    for opt, state in ((sgd(0.1), {"t": 2}), (sgd(0.1, momentum=0.9), {"t": 2, "m": {k: arr(s) for k, s in
+                                                                                   shapes.items()}})):
+        new, st = fused(opt, grads, state, params, mults)
+        ref, rst = opt.update(grads, state, params, mults, None)           # SGD's formula reads no ops
+        assert st["t"] == rst["t"] == 3 and set(st) == set(rst)
+        for k in shapes:
+            np.testing.assert_allclose(backend64.to_numpy(new[k]), backend64.to_numpy(ref[k]), rtol=1e-14,
+                                       atol=1e-15)
+            if opt.momentum:
+                np.testing.assert_allclose(backend64.to_numpy(st["m"][k]), backend64.to_numpy(rst["m"][k]),
+                                           rtol=1e-14, atol=1e-15)
+            np.testing.assert_array_equal(backend64.to_numpy(params[k]), before[k])
+
+
+MLP_CASES = [dict(parametrisation=p, activation=a, depth=d, bias=b, output_dim=k)
+             for p, a, d, b, k in [("ntk", "relu", 1, True, 1), ("standard", "relu", 2, False, 1),
+                                   ("mup", "tanh", 2, True, 3), ("mean-field", "erf", 1, True, 2),
+                                   ("ntk", "linear", 0, True, 1), ("standard", "relu", 0, False, 2),
+                                   ("mup", "relu", 3, True, 1)]]
+
+
+@pytest.mark.parametrize("case", MLP_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_torch_mlp_gradient_written_out_is_autograds(case, loss):
+    """The torch backend trains the built-in MLP with its loss gradient written out (harness/backends/torch_mlp.py,
+    for speed): value and gradient equal autograd's on the same weights (float64), for every parametrisation,
+    activation, depth 0..3, with and without biases, one or several outputs and both losses, for one network and
+    for an ensemble (the sum of the members' losses, inputs shared or per member); stacked weights given to the
+    one-network form, another model and a loss of the user's go to autograd."""
+    from harness.backends import get_backend, is_installed
+    if not is_installed("torch"):
+        pytest.skip("torch not installed")
+    from harness.backends.torch_mlp import mlp_value_and_grad
+    b = get_backend("torch", dtype="float64")
+    k = case["output_dim"]
+    if loss == "cross_entropy" and k == 1:
+        pytest.skip("cross-entropy needs two or more outputs")
+    model = MLP(5, 24, case["depth"], case["parametrisation"], case["activation"], output_dim=k, bias=case["bias"],
+                base_width=8, zero_readout=False)
+    rng = np.random.default_rng(3)
+    x = b.asarray(rng.standard_normal((11, 5)))
+    y = b.asarray(np.eye(k)[rng.integers(0, k, 11)] if loss == "cross_entropy" else rng.standard_normal((11, k)))
+    trainable, frozen = b._split(b.init(model, 4))
+    fast = mlp_value_and_grad(b, model, loss)
+    auto = b._autograd_value_and_grad(b._loss_fn(model, loss))
+    (v1, g1), (v2, g2) = fast(trainable, frozen, x, y), auto(trainable, frozen, x, y)
+    assert float(v1) == pytest.approx(float(v2), rel=1e-13)
+    assert list(g1) == list(g2)
+    for name in g2:
+        np.testing.assert_allclose(b.to_numpy(g1[name]), b.to_numpy(g2[name]), rtol=1e-11,
+                                   atol=1e-13 * float(np.abs(b.to_numpy(g2[name])).max()), err_msg=name)
+    stacked, _ = b._split(b.init_ensemble(model, [1, 2, 5]))               # stacked weights: autograd's result
+    (ve, ge), (va, ga) = fast(stacked, frozen, x, y), auto(stacked, frozen, x, y)
+    assert float(ve) == float(va) and all(np.array_equal(b.to_numpy(ge[n]), b.to_numpy(ga[n])) for n in ga)
+    # the ensemble form: the sum of the members' own losses, inputs shared or one set per member
+    members = mlp_value_and_grad(b, model, loss, members=True)
+    for xe, ye in ((x, y), (b.asarray(rng.standard_normal((3, 11, 5))), b.asarray(np.stack([b.to_numpy(y)] * 3)))):
+        value, grads = members(stacked, frozen, xe, ye)
+        singles = [auto({k: v[e] for k, v in stacked.items()}, frozen, xe if xe.ndim == 2 else xe[e],
+                        ye if ye.ndim == 2 else ye[e]) for e in range(3)]
+        assert float(value) == pytest.approx(sum(float(v) for v, _ in singles), rel=1e-13)
+        for name in grads:
+            want = np.stack([b.to_numpy(g[name]) for _, g in singles])
+            np.testing.assert_allclose(b.to_numpy(grads[name]), want, rtol=1e-11,
+                                       atol=1e-13 * float(np.abs(want).max()), err_msg=name)
+    assert mlp_value_and_grad(b, model, lambda out, yy, ops: ops.sum(out)) is None
+    from harness import output_scaled
+    assert mlp_value_and_grad(b, output_scaled(model, 2.0), loss) is None
