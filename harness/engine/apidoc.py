@@ -53,6 +53,7 @@ SECTIONS = (
     Section("Backends", "harness.backends", ("get_backend", "available_backends", "is_installed", "Backend",
                                              "TrainResult")),
     Section("Optimisers", "harness.optim"),
+    Section("Training an ensemble", "harness.ensembles", ("train_ensemble",)),
     Section("Losses", "harness.losses"),
     Section("Analytic kernels", "harness.analytic"),
     Section("Monte Carlo kernels", "harness.montecarlo"),
