@@ -28,3 +28,30 @@ class AnalyticNTK:
         mlp_kernels(self.x, **self.kw)
 
     time_mlp_kernels.version = "analytic-1"
+
+
+with safe_import():
+    from harness.cnn_kernels import Activation, Conv, Dense, Flatten, GlobalAvgPool, cnn_kernels
+
+
+class AnalyticCNTK:
+    """The CNN-GP and CNTK of a ReLU CNN (three 3x3 SAME convolutions) on 64 images of 8x8x3, float64: read out by
+    global average pooling (every pair of positions) or by flatten (``p = p'`` only). neural-tangents' stax on the
+    same problem is timed by ``asv_benchmarks/nt_cnn.py`` in its own environment (see its docstring)."""
+    params = [["gap", "flatten"]]
+    param_names = ["readout"]
+    timeout = 300
+
+    def setup(self, readout):
+        import numpy as np
+        self.x = np.random.default_rng(2026).standard_normal((64, 8, 8, 3))
+        body = []
+        for _ in range(3):
+            body += [Conv(3, W_std=1.4, b_std=0.1), Activation("relu")]
+        self.layers = body + [GlobalAvgPool() if readout == "gap" else Flatten(), Dense(1.4, 0.1)]
+
+    def time_cnn_kernels(self, readout):
+        cnn_kernels(self.layers, self.x)
+
+    def peakmem_cnn_kernels(self, readout):
+        cnn_kernels(self.layers, self.x)

@@ -56,6 +56,7 @@ SECTIONS = (
     Section("Training an ensemble", "harness.ensembles", ("train_ensemble",)),
     Section("Losses", "harness.losses"),
     Section("Analytic kernels", "harness.analytic"),
+    Section("Analytic CNN kernels", "harness.cnn_kernels"),
     Section("Monte Carlo kernels", "harness.montecarlo"),
     Section("Curvature: Hessian, GGN, empirical Fisher", "harness.curvature", ("curvature", "Curvature")),
     Section("Your own model: adapters", "harness.adapters", ("from_torch", "from_flax", "from_nnx", "from_equinox",
