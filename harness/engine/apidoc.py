@@ -56,6 +56,7 @@ SECTIONS = (
     Section("Training an ensemble", "harness.ensembles", ("train_ensemble",)),
     Section("Losses", "harness.losses"),
     Section("Analytic kernels", "harness.analytic"),
+    Section("Convolutional networks", "harness.cnn", ("CNN", "conv")),
     Section("Analytic CNN kernels", "harness.cnn_kernels"),
     Section("Monte Carlo kernels", "harness.montecarlo"),
     Section("Curvature: Hessian, GGN, empirical Fisher", "harness.curvature", ("curvature", "Curvature")),
