@@ -58,6 +58,7 @@ SECTIONS = (
     Section("Analytic kernels", "harness.analytic"),
     Section("Convolutional networks", "harness.cnn", ("CNN", "conv")),
     Section("Analytic CNN kernels", "harness.cnn_kernels"),
+    Section("Transformers", "harness.transformer", ("Transformer", "attention", "layer_norm")),
     Section("Monte Carlo kernels", "harness.montecarlo"),
     Section("Curvature: Hessian, GGN, empirical Fisher", "harness.curvature", ("curvature", "Curvature")),
     Section("Your own model: adapters", "harness.adapters", ("from_torch", "from_flax", "from_nnx", "from_equinox",
