@@ -101,6 +101,7 @@ class Transformer(Model):
 
     @property
     def d_head(self) -> int:
+        """Features per head: ``width / heads``."""
         return self.width // self.heads
 
     @property
