@@ -37,6 +37,40 @@ class TrainStep(BackendBenchmark):
     time_step.version = "train-step-1"
 
 
+class SmallNetTraining(BackendBenchmark):
+    """Issue 25's kind of training: ``Backend.train`` of a wide shallow ReLU net (width 256, one hidden layer,
+    biases, NTK parametrisation) on 32 points in 4-d, 500 full-batch steps, and the same as 36 networks (one per
+    seed) trained as one ensemble by :func:`harness.ensembles.train_ensemble`. float64. Per-step dispatch, not
+    arithmetic, is most of a small net's step: eager torch pays it per operation (hence the MLP's written-out
+    gradient on torch), JAX once per jitted step."""
+    params = BackendBenchmark.params + [["sgd", "adam"], ["one", "ensemble-36"]]
+    param_names = BackendBenchmark.param_names + ["optimizer", "networks"]
+    version = "small-net-1"
+    STEPS = 500
+
+    def setup(self, backend, device, optimizer, networks):
+        import numpy as np
+        from harness import MLP
+        from harness.ensembles import train_ensemble
+        be = self.make_backend(backend, device, dtype="float64")
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal((32, 4))
+        self.y = np.sin(self.x[:, :1])
+        self.model = MLP(4, 256, 1, "ntk", bias=True)
+        self.opt = sgd(0.05) if optimizer == "sgd" else adam(1e-3)
+        if networks == "one":
+            params = be.init(self.model, 0)
+            self.run = lambda: be.train(self.model, params, self.x, self.y, self.opt, self.STEPS,
+                                        record_every=self.STEPS).params
+        else:
+            params = be.init_ensemble(self.model, range(36))
+            self.run = lambda: train_ensemble(be, self.model, params, self.x, self.y, self.opt, self.STEPS).params
+        self.warm(self.run, times=1)
+
+    def time_train(self, backend, device, optimizer, networks):
+        self.sync(self.run())
+
+
 # -- `python -m asv_benchmarks.training [THREADS...]`: the torch / JAX ratio at matched thread counts ------------
 # asv runs each backend with its own default threads (torch: one, HARNESS_TORCH_THREADS; XLA: every core), which
 # is not a like-for-like comparison. This prints TrainStep for both at the same intra-op thread count, each
