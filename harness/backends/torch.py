@@ -150,6 +150,21 @@ class TorchBackend(Backend):
     def _value_and_grad(self, fn):
         return self._autograd_value_and_grad(fn)
 
+    def _loss_fn(self, model, loss):
+        # "mse" as 0.5 d.d / N with d = out - y flattened: two kernels and two autograd nodes where the written-out
+        # mean has five of each (a diagonal net's loss and gradient: 174 -> 146 us); the same numbers up to rounding
+        if loss != "mse":
+            return super()._loss_fn(model, loss)
+        generic, ops, dot = super()._loss_fn(model, loss), self.ops, self.torch.dot
+
+        def mse(trainable, frozen, x, y):
+            out = model.apply({**trainable, **frozen}, x, ops)
+            if out.shape != y.shape:
+                return generic(trainable, frozen, x, y)
+            d = (out - y).reshape(-1)
+            return dot(d, d) * (0.5 / out.shape[0])
+        return mse
+
     def _autograd_value_and_grad(self, fn):
         # Plain reverse-mode autograd on fresh leaf tensors: the same numbers as torch.func.grad_and_value with
         # less per-call overhead (loss and gradient of the width-128 reference MLP on 256 inputs: 1.1 -> 0.75 ms).
