@@ -20,12 +20,13 @@ pattern; the finite layers of issue 22 will sit beside them):
 **What it costs.** Global average pooling (and average pooling) needs the covariance between every pair of
 positions, ``N1 N2 (H W)^2`` numbers per layer; a network without pooling, read out by :class:`Flatten`, needs
 only ``p = p'``, ``N1 N2 H W`` (neural-tangents' ``diagonal_spatial``), chosen automatically. Image pairs are
-processed ``block`` rows of ``x1`` at a time, so memory is ``block * N2 * (H W)^2 * 8`` bytes per live array
+processed ``block`` rows of ``x1`` at a time (with ``x2`` omitted, only the columns from the block's first row on:
+the kernels are symmetric, which halves the work), so memory is ``block * N2 * (H W)^2 * 8`` bytes per live array
 (64 images of 8x8, block 16: 32 MiB each); time grows like ``N1 N2 (H W)^2`` times the filter's width per layer.
-Measured on the 2-core machine, one thread, float64 (``asv_benchmarks/nt_cnn.py``, both halves in one sitting):
-64 8x8x3 images through three 3x3 ReLU convolutions and global average pooling took 3.6 s and 284 MB peak RSS
-(neural-tangents' jitted ``kernel_fn``: 2.7 s); read out by flatten, 0.04 s (stax 0.015 s); 1-D signals of
-length 16, 0.08 s (stax 0.11 s). By the ``(H W)^2`` count, 16x16 images with pooling cost about 16 times the 8x8
+Measured on the 2-core machine, one thread, float64 (``asv_benchmarks/nt_cnn.py``, both halves in one sitting,
+twice): 64 8x8x3 images through three 3x3 ReLU convolutions and global average pooling took 1.9 s and 284 MB peak
+RSS, neural-tangents' jitted ``kernel_fn`` 1.9-2.0 s; with erf and average pooling 0.82-0.87 s against 0.60-0.74 s;
+read out by flatten 0.015 s against 0.009 s; 1-D signals of length 16 0.045 s against 0.067 s. By the ``(H W)^2`` count, 16x16 images with pooling cost about 16 times the 8x8
 figure (time and memory). The two agree to 3e-9 relative. ``tests/test_cnn_kernels.py`` checks the maps against a
 loop over pairs of positions, the MLP's kernels (1x1 images) and Monte Carlo over finite CNNs in NumPy.
 """
@@ -319,13 +320,15 @@ def cnn_kernels(layers, x1, x2=None, *, block: int = 16) -> Kernels:
     c = x1.shape[-1]
     nngp = np.empty((x1.shape[0], x2.shape[0]))
     ntk = np.empty_like(nngp)
+    same = x2 is x1                 # symmetric: a block of rows needs only the columns from its first row on
     for start in range(0, x1.shape[0], int(block)):
         rows = slice(start, start + int(block))
+        cols = slice(start if same else 0, x2.shape[0])
         if full:
             sub = "apc,bqc->abpq" if spatial == 1 else "ahwc,bgvc->abhgwv"
         else:
             sub = "apc,bpc->abp" if spatial == 1 else "ahwc,bhwc->abhw"
-        s = np.einsum(sub, x1[rows], x2) / c
+        s = np.einsum(sub, x1[rows], x2[cols]) / c
         t = np.zeros_like(s)
         for i, layer in enumerate(layers[:flat_at]):
             if isinstance(layer, Conv):
@@ -336,12 +339,14 @@ def cnn_kernels(layers, x1, x2=None, *, block: int = 16) -> Kernels:
             else:
                 act = get_activation(layer.name)
                 v1 = pairs.diagonal(own1[i][rows]) if full else own1[i][rows]
-                v2 = pairs.diagonal(own2[i]) if full else own2[i]
+                v2 = pairs.diagonal(own2[i][cols]) if full else own2[i][cols]
                 a, b = pairs.outer_var(v1, v2)
                 s, t = _duals(act, a, s, b, t)
         s, t = pairs.readout(s, layers[flat_at]), pairs.readout(t, layers[flat_at])
         for layer in layers[flat_at + 1:]:
             s = layer.W_std ** 2 * s + layer.b_std ** 2
             t = layer.W_std ** 2 * t + s
-        nngp[rows], ntk[rows] = s, t
+        nngp[rows, cols], ntk[rows, cols] = s, t
+    if same:
+        nngp, ntk = (np.triu(k) + np.triu(k, 1).T for k in (nngp, ntk))
     return Kernels(nngp=nngp, ntk=ntk)
