@@ -104,6 +104,18 @@ def test_readme_harness_block_runs_on_each_backend():
         assert scope["run"].history["ntk"][-1].shape == (16, 16)
 
 
+def test_readme_architectures_block_runs():
+    """The README's lines about the CNN, the transformer and the residual MLP run as written."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- architectures-example.*?-->\s*```python\n(.*?)```", text, re.S)
+    assert block, "README lost its architectures example"
+    scope: dict = {}
+    exec(compile(block.group(1), "README.md", "exec"), scope)
+    import numpy as np
+    k = scope["cnn"].analytic_kernels(np.random.default_rng(0).standard_normal((3, 8, 8, 3)))
+    assert k.ntk.shape == (3, 3) and scope["Transformer"] and scope["ResMLP"]
+
+
 # -- user files -------------------------------------------------------------------------------------------------
 def test_list_output_is_not_cut_when_piped():
     r = cli("list")
