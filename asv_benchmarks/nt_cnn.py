@@ -6,6 +6,12 @@ runs in two halves on the same seeded inputs and architectures:
     <nt-venv>/bin/python asv_benchmarks/nt_cnn.py peer  /tmp/nt_cnn.npz    # stax kernel_fn: kernels and times
     python asv_benchmarks/nt_cnn.py compare /tmp/nt_cnn.npz                  # ours: max relative error, times
 
+and for the empirical NTK of a finite CNN (the weights drawn by ``harness.cnn.CNN`` and read by stax, float32):
+
+    python asv_benchmarks/nt_cnn.py weights /tmp/nt_ntk.npz                  # our weights and inputs
+    <nt-venv>/bin/python asv_benchmarks/nt_cnn.py peer-ntk /tmp/nt_ntk.npz # empirical_ntk_fn, three methods
+    python asv_benchmarks/nt_cnn.py compare-ntk /tmp/nt_ntk.npz              # ours, jax and torch
+
 The peer half imports only numpy, jax and neural_tangents (no harness), the other half only the harness. Each
 architecture is timed as the best of ``REPEATS`` calls after one warm-up call (stax's ``kernel_fn`` jitted, so its
 compilation is not counted), one CPU thread each (run them one after the other, not side by side).
@@ -110,9 +116,86 @@ def compare(path):
     return worst
 
 
+
+
+# -- the empirical NTK of a finite CNN: harness.cnn.CNN against neural-tangents' empirical_ntk_fn --------------
+# `<nt-venv>/bin/python asv_benchmarks/nt_cnn.py peer-ntk F` then `python asv_benchmarks/nt_cnn.py compare-ntk F`:
+# the ours half writes the weights (NumPy, from the model's init) and the inputs first if F does not exist.
+NTK_N, NTK_CHANNELS = 16, 32
+
+
+def _ntk_problem():
+    x = np.random.default_rng(0).standard_normal((NTK_N, 8, 8, 3)).astype(np.float32)
+    return x
+
+
+def ours_weights(path):
+    from harness.cnn import CNN
+    from harness.cnn_kernels import Activation, Conv, Dense, GlobalAvgPool
+    layers = (Conv(3, W_std=W_STD, b_std=B_STD), Activation("relu"), Conv(3, W_std=W_STD, b_std=B_STD),
+              Activation("relu"), GlobalAvgPool(), Dense(W_STD, B_STD))
+    model = CNN((8, 8, 3), layers, NTK_CHANNELS, "ntk")
+    np.savez(path, x=_ntk_problem(), **model.init(0))
+    return model
+
+
+def peer_ntk(path):
+    import jax
+    import neural_tangents as nt
+    from neural_tangents import stax
+    data = np.load(path)
+    init_fn, apply_fn, _ = stax.serial(
+        stax.Conv(NTK_CHANNELS, (3, 3), (1, 1), "SAME", W_std=W_STD, b_std=B_STD), stax.Relu(),
+        stax.Conv(NTK_CHANNELS, (3, 3), (1, 1), "SAME", W_std=W_STD, b_std=B_STD), stax.Relu(),
+        stax.GlobalAvgPool(), stax.Dense(1, W_std=W_STD, b_std=B_STD))
+    _, shapes = init_fn(jax.random.PRNGKey(0), data["x"].shape)
+    params = [(jax.numpy.asarray(data["W0"], np.float32), jax.numpy.asarray(data["b0"].reshape(shapes[0][1].shape),
+                                                                             np.float32)), (),
+              (jax.numpy.asarray(data["W2"], np.float32), jax.numpy.asarray(data["b2"].reshape(shapes[2][1].shape),
+                                                                             np.float32)), (), (),
+              (jax.numpy.asarray(data["W5"], np.float32), jax.numpy.asarray(data["b5"], np.float32))]
+    x = jax.numpy.asarray(data["x"])
+    out = {}
+    for impl, name in ((1, "jacobian-contraction"), (2, "ntk-vector-products"), (3, "structured-derivatives")):
+        fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0, implementation=impl))
+        run = lambda: jax.block_until_ready(fn(x, None, params))    # noqa: E731
+        out[f"{name}/ntk"] = np.asarray(run())
+        out[f"{name}/seconds"] = _best(run)
+        print(f"neural-tangents {name}: {out[f'{name}/seconds'] * 1e3:.1f} ms")
+    np.savez(path.replace(".npz", "-peer.npz"), **out)
+
+
+def compare_ntk(path):
+    from harness import get_backend
+    from harness.cnn import CNN
+    from harness.cnn_kernels import Activation, Conv, Dense, GlobalAvgPool
+    model = CNN((8, 8, 3), (Conv(3, W_std=W_STD, b_std=B_STD), Activation("relu"), Conv(3, W_std=W_STD, b_std=B_STD),
+                            Activation("relu"), GlobalAvgPool(), Dense(W_STD, B_STD)), NTK_CHANNELS, "ntk")
+    data, ref = np.load(path), np.load(path.replace(".npz", "-peer.npz"))
+    x = data["x"]
+    nt_best = min(float(ref[f"{n}/seconds"]) for n in ("jacobian-contraction", "ntk-vector-products",
+                                                        "structured-derivatives"))
+    want = ref["structured-derivatives/ntk"]
+    for backend in ("jax", "torch"):
+        be = get_backend(backend)
+        params = be.load_params({k: data[k] for k in data.files if k != "x"})
+        for method in ("jacobian", "ntvp"):
+            k = be.ntk(model, params, x, method=method)
+            seconds = _best(lambda: be.ntk(model, params, x, method=method))
+            err = float(np.max(np.abs(k - want)) / np.max(np.abs(want)))
+            print(f"ours {backend} {method}: {seconds * 1e3:.1f} ms (neural-tangents' fastest {nt_best * 1e3:.1f} ms, "
+                  f"ratio {seconds / nt_best:.2f}); max relative difference {err:.1e} (float32)")
+
+
 if __name__ == "__main__":
     mode, file = sys.argv[1], sys.argv[2]
     if mode == "peer":
         peer(file)
+    elif mode == "weights":
+        ours_weights(file)
+    elif mode == "peer-ntk":
+        peer_ntk(file)
+    elif mode == "compare-ntk":
+        compare_ntk(file)
     else:
         sys.exit(0 if compare(file) <= 1e-6 else 1)
