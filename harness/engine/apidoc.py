@@ -60,6 +60,7 @@ SECTIONS = (
     Section("Analytic CNN kernels", "harness.cnn_kernels"),
     Section("Transformers", "harness.transformer", ("Transformer", "attention", "layer_norm")),
     Section("Residual networks", "harness.resnet", ("ResMLP",)),
+    Section("Initialisations", "harness.inits", ("antisymmetric", "AntiSymmetric")),
     Section("Monte Carlo kernels", "harness.montecarlo"),
     Section("Curvature: Hessian, GGN, empirical Fisher", "harness.curvature", ("curvature", "Curvature")),
     Section("Your own model: adapters", "harness.adapters", ("from_torch", "from_flax", "from_nnx", "from_equinox",
