@@ -91,7 +91,7 @@ def train_ensemble(backend, model, params: dict, x, y, optimizer: Optimizer, ste
         mults = model.lr_multipliers(optimizer.kind)
         written = getattr(backend, "_ensemble_value_and_grad", None)      # torch: the MLP's gradient written out
         vg = (written(model, loss) if written is not None and builtin else None) or backend._value_and_grad(total)
-        key = ("train-ensemble", model, optimizer, loss if builtin else id(loss))
+        key = ("train-ensemble", model, optimizer, loss, E)      # E: member_losses loops over the members
 
         def step(state):
             _, grads = vg(state["params"], state["frozen"], state["x"], state["y"])

@@ -119,3 +119,18 @@ def test_train_ensemble_bad_input_is_one_line(backend64):
     flat = FunctionModel("flat", lambda s: {"w": np.ones(2)}, lambda p, xx, ops: ops.sum(p["w"]) * xx[..., :1])
     with pytest.raises(HarnessError, match="broadcasts over the leading member axis"):
         train_ensemble(backend64, flat, backend64.init_ensemble(flat, [1, 2]), x, y, sgd(0.1), 3)
+
+
+def test_train_ensemble_of_another_size_after_one_compiled(backend64):
+    """The compiled step and loss are cached per ensemble size: a 2-member run after a 3-member one (same model,
+    optimiser and loss, a loss function of the user's) records its own members."""
+    from harness import sgd
+    from harness.ensembles import train_ensemble
+    model = MLP(input_dim=2, width=4, depth=1, parametrisation="standard")
+    x, y = sphere(5, 2, 0), np.ones((5, 1))
+    loss = lambda out, yy, ops: ops.sum((out - yy) ** 2) / out.shape[0]      # noqa: E731
+    for members in ([1, 2, 3], [4, 5]):
+        run = train_ensemble(backend64, model, backend64.init_ensemble(model, members), x, y, sgd(0.1), 3, loss=loss)
+        assert run.history["loss"].shape == (2, len(members))
+        alone = backend64.train(model, backend64.init(model, members[-1]), x, y, sgd(0.1), 3, loss=loss)
+        np.testing.assert_allclose(run.history["loss"][-1, -1], alone.history["loss"][-1], rtol=1e-10)
