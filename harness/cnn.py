@@ -95,6 +95,8 @@ class CNN(Model):
     def __post_init__(self):
         name = f"CNN {self.input_shape}"
         shape = tuple(self.input_shape)
+        object.__setattr__(self, "input_shape", shape)         # tuples: the model is hashed (compile caches)
+        object.__setattr__(self, "layers", tuple(self.layers))
         if len(shape) not in (2, 3) or any(isinstance(u, bool) or int(u) != u or u < 1 for u in shape):
             raise HarnessError(f"{name}: input_shape must be (H, C) or (H, W, C) positive integers, got "
                                f"{self.input_shape!r}")

@@ -107,7 +107,7 @@ def test_empirical_ntk_approaches_the_cntk_as_channels_grow():
 
 
 def test_flatten_readout_and_one_dimensional_signals(backend64):
-    m = CNN((9, 2), (Conv(3, 2, W_std=1.3, b_std=0.1), Activation("relu"), Flatten(), Dense(1.3)), 4, "ntk")
+    m = CNN([9, 2], [Conv(3, 2, W_std=1.3, b_std=0.1), Activation("relu"), Flatten(), Dense(1.3)], 4, "ntk")  # lists
     x = np.random.default_rng(4).standard_normal((3, 9, 2))
     p = backend64.init(m, 0)
     assert p["W0"].shape == (3, 2, 4) and p["W3"].shape == (5 * 4, 1)
