@@ -158,7 +158,7 @@ class Transformer(Model):
         m = self._scales[name].multiplier
         return params[name] if m == 1.0 else m * params[name]
 
-    def apply(self, params, x, ops):
+    def _forward(self, params, x, ops, collect: bool):
         t = x.shape[-2]
         if t > self.seq_len:
             raise HarnessError(f"Transformer(width={self.width}, heads={self.heads}): field seq_len: a sequence of "
@@ -171,19 +171,42 @@ class Transformer(Model):
         if len(pos.shape) == 3:                                # an ensemble's (E, T, width)
             pos = ops.reshape(pos, (pos.shape[0],) + (1,) * (len(h.shape) - 3) + tuple(pos.shape[1:]))
         h = h + pos
+        seen = [h] if collect else None
         heads, dh = self.heads, self.d_head
         for b in range(self.depth):
             a = layer_norm(ops, h, self._gain(params, f"ln1_g{b}"), self._gain(params, f"ln1_b{b}"))
             split = lambda z: ops.reshape(z, tuple(z.shape[:-1]) + (heads, dh))      # noqa: E731
             q, k, v = (split(self._lin(ops, a, params, f"w{c}{b}")) for c in "qkv")
+            if collect:
+                seen.append(ops.einsum("...thd,...shd->...hts", q, k) * self.attention_scale)
             o = attention(ops, q, k, v, self.attention_scale, self.causal)
             o = ops.reshape(o, tuple(o.shape[:-2]) + (self.width,))
             h = h + self._lin(ops, o, params, f"wo{b}")
             a = layer_norm(ops, h, self._gain(params, f"ln2_g{b}"), self._gain(params, f"ln2_b{b}"))
             h = h + self._lin(ops, ops.relu(self._lin(ops, a, params, f"w1{b}")), params, f"w2{b}")
+            if collect:
+                seen.append(h)
         h = layer_norm(ops, h, self._gain(params, "lnf_g"), self._gain(params, "lnf_b"))
         h = ops.mean(h, axis=-2) if self.readout == "mean" else h[..., -1, :]
-        return self._lin(ops, h, params, "readout")
+        out = self._lin(ops, h, params, "readout")
+        return seen + [out] if collect else out
+
+    def apply(self, params, x, ops):
+        return self._forward(params, x, ops, False)
+
+    def preactivations(self, params, x, ops):
+        """What TP-V's Figure 1 (the coordinate check) follows: the embedding (tokens plus positions), then per
+        block its attention logits and its output (the residual stream), then the readout; for
+        :func:`harness.coordcheck.coord_data`."""
+        return self._forward(params, x, ops, True)
+
+    @property
+    def coordinate_names(self) -> list:
+        """The names of :meth:`preactivations`' entries, in order (the coordinate check's legend)."""
+        names = ["embedding"]
+        for b in range(self.depth):
+            names += [f"logits {b + 1}", f"block {b + 1}"]
+        return names + ["output"]
 
     def lr_multipliers(self, optimizer_kind: str) -> dict:
         return {k: s.lr(optimizer_kind) for k, s in self._scales.items()}

@@ -100,3 +100,26 @@ def test_a_sequence_longer_than_the_positional_embedding_is_one_line(backend64):
     m = Transformer(input_dim=3, seq_len=4, width=8, heads=2, depth=1, parametrisation="standard")
     with pytest.raises(HarnessError, match="field seq_len: a sequence of 6 positions is longer"):
         backend64.apply(m, backend64.init(m, 0), np.ones((2, 6, 3)))
+
+
+def test_coordinate_check_is_tp5_figure_1(mc_backend):
+    """TP-V's Figure 1 on our transformer: after a few Adam steps the change of the embedding, the attention logits,
+    the blocks' outputs and the readout grows with the width under the standard parametrisation and stays flat
+    under muP. On fixed seeds over widths 32..128 (JAX: SP's logits and blocks slope 0.79-1.41 at steps 2 and 3,
+    muP's every coordinate -0.37..-0.03; over 32..256 the same picture): muP's slopes all lie in [-0.45, 0.25] and
+    the standard parametrisation's logits and blocks slope above 0.5 (a muP that forgot the 1/d_head logits or the
+    hidden Adam rates fails the first)."""
+    from harness.coordcheck import coord_data, coord_slopes
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 8, 6))
+    y = np.sin(x[:, 0, :1])
+    slopes = {}
+    for par in ("standard", "mup"):
+        def make(w, par=par):
+            return Transformer(input_dim=6, seq_len=8, width=w, heads=4, depth=2, parametrisation=par, base_width=32)
+        data = coord_data(mc_backend, make, (32, 64, 128), [0, 1], x, y, adam(0.01), steps=3)
+        slopes[par] = coord_slopes(data)[1:]                       # steps 2 and 3; columns as coordinate_names
+    names = make(32).coordinate_names
+    inner = [i for i, n in enumerate(names) if n.startswith(("logits", "block"))]
+    assert np.all(slopes["mup"] >= -0.45) and np.all(slopes["mup"] <= 0.25), slopes["mup"]
+    assert np.all(slopes["standard"][:, inner] > 0.5), slopes["standard"]
