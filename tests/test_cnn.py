@@ -58,19 +58,20 @@ def both():
 
 @pytest.mark.parametrize("parametrisation", ["ntk", "standard", "mup", "mean-field"])
 def test_cnn_torch_equals_jax(both, parametrisation):
-    """The same weights give the same outputs, NTK (Jacobian and NTVP), per-example gradients and SGD trajectory
-    on torch and JAX, in every parametrisation of the table."""
+    """The same weights give the same outputs and SGD trajectory on torch and JAX in every parametrisation of the
+    table, and (once: the same code path) the same NTK by Jacobian and NTVP and per-example gradients."""
     t, j = both
     m = model(parametrisation=parametrisation, base_channels=3, output_dim=2)
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((5, 6, 6, 2)), rng.standard_normal((5, 2))
     pt, pj = t.init(m, 3), j.init(m, 3)
     np.testing.assert_allclose(t.apply(m, pt, x), j.apply(m, pj, x), rtol=1e-11, atol=1e-13)
-    for method in ("jacobian", "ntvp"):
-        np.testing.assert_allclose(t.ntk(m, pt, x, method=method), j.ntk(m, pj, x, method=method), rtol=1e-10,
-                                   atol=1e-12)
-    np.testing.assert_allclose(t.per_example_grads(m, pt, x, y, flat=True), j.per_example_grads(m, pj, x, y, flat=True),
-                               rtol=1e-10, atol=1e-12)
+    if parametrisation == "ntk":        # the same code path in every row: the derivatives once
+        for method in ("jacobian", "ntvp"):
+            np.testing.assert_allclose(t.ntk(m, pt, x, method=method), j.ntk(m, pj, x, method=method), rtol=1e-10,
+                                       atol=1e-12)
+        np.testing.assert_allclose(t.per_example_grads(m, pt, x, y, flat=True),
+                                   j.per_example_grads(m, pj, x, y, flat=True), rtol=1e-10, atol=1e-12)
     rt, rj = t.train(m, pt, x, y, sgd(0.05), 5), j.train(m, pj, x, y, sgd(0.05), 5)
     np.testing.assert_allclose(rt.history["loss"], rj.history["loss"], rtol=1e-10)
     assert rt.history["loss"][-1] < rt.history["loss"][0]

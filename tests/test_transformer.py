@@ -41,7 +41,8 @@ def both():
 
 @pytest.mark.parametrize("parametrisation", ["standard", "ntk", "mup", "mean-field"])
 def test_transformer_torch_equals_jax(both, parametrisation):
-    """The same weights give the same outputs, NTK, per-example gradients and Adam trajectory on torch and JAX."""
+    """The same weights give the same outputs and Adam trajectory on torch and JAX in every parametrisation, and
+    (under muP, whose rules touch the most code) the same NTK and per-example gradients."""
     t, j = both
     m = Transformer(input_dim=5, seq_len=6, width=16, heads=4, depth=2, parametrisation=parametrisation,
                     base_width=8, causal=parametrisation == "mup", output_dim=2)
@@ -49,10 +50,11 @@ def test_transformer_torch_equals_jax(both, parametrisation):
     x, y = rng.standard_normal((4, 6, 5)), rng.standard_normal((4, 2))
     pt, pj = t.init(m, 2), j.init(m, 2)
     np.testing.assert_allclose(t.apply(m, pt, x), j.apply(m, pj, x), rtol=1e-11, atol=1e-13)
-    np.testing.assert_allclose(t.ntk(m, pt, x, method="jacobian"), j.ntk(m, pj, x, method="jacobian"), rtol=1e-10,
-                               atol=1e-12)
-    np.testing.assert_allclose(t.per_example_grads(m, pt, x, y, flat=True),
-                               j.per_example_grads(m, pj, x, y, flat=True), rtol=1e-9, atol=1e-12)
+    if parametrisation == "mup":        # the same code path in every row: the derivatives once, on the richest
+        np.testing.assert_allclose(t.ntk(m, pt, x, method="jacobian"), j.ntk(m, pj, x, method="jacobian"),
+                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(t.per_example_grads(m, pt, x, y, flat=True),
+                                   j.per_example_grads(m, pj, x, y, flat=True), rtol=1e-9, atol=1e-12)
     rt, rj = t.train(m, pt, x, y, adam(0.01), 5), j.train(m, pj, x, y, adam(0.01), 5)
     np.testing.assert_allclose(rt.history["loss"], rj.history["loss"], rtol=1e-9)
     assert rt.history["loss"][-1] < rt.history["loss"][0]
