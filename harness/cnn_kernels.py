@@ -26,9 +26,10 @@ the kernels are symmetric, which halves the work), so memory is ``block * N2 * (
 Measured on the 2-core machine, one thread, float64 (``asv_benchmarks/nt_cnn.py``, both halves in one sitting,
 twice): 64 8x8x3 images through three 3x3 ReLU convolutions and global average pooling took 1.9 s and 284 MB peak
 RSS, neural-tangents' jitted ``kernel_fn`` 1.9-2.0 s; with erf and average pooling 0.82-0.87 s against 0.60-0.74 s;
-read out by flatten 0.015 s against 0.009 s; 1-D signals of length 16 0.045 s against 0.067 s. By the ``(H W)^2`` count, 16x16 images with pooling cost about 16 times the 8x8
-figure (time and memory). The two agree to 3e-9 relative. ``tests/test_cnn_kernels.py`` checks the maps against a
-loop over pairs of positions, the MLP's kernels (1x1 images) and Monte Carlo over finite CNNs in NumPy.
+read out by flatten 0.015 s against 0.009 s; 1-D signals of length 16 0.045 s against 0.067 s. By the ``(H W)^2``
+count, 16x16 images with pooling cost about 16 times the 8x8 figure (time and memory). The two agree to 3e-9
+relative. ``tests/test_cnn_kernels.py`` checks the maps against a loop over pairs of positions, the MLP's kernels
+(1x1 images) and Monte Carlo over finite CNNs in NumPy.
 """
 from __future__ import annotations
 
