@@ -11,15 +11,21 @@ from ._base import Backend
 class TorchOps:
     """The array namespace models and optimisers are written against (torch flavour, numpy-style names)."""
 
-    def __init__(self, torch):
-        self.torch = torch
+    def __init__(self, torch, device=None):
+        self.torch, self.device = torch, device
         for name in ("matmul", "einsum", "tanh", "sin", "cos", "exp", "log", "sqrt", "sinh", "cosh", "abs",
                      "sign", "maximum", "minimum", "where", "zeros_like", "ones_like", "stack", "reshape",
-                     "outer", "square", "prod", "arange", "clip", "log1p", "expm1"):
+                     "outer", "square", "prod", "clip", "log1p", "expm1"):
             setattr(self, name, getattr(torch, name))
         self.arcsinh = self.asinh = torch.asinh
         self.erf = torch.special.erf
         self.concatenate = torch.cat
+
+    def arange(self, *args, **kwargs):
+        """``torch.arange`` on the backend's device (torch's default is the CPU: a causal mask made from it could
+        not meet a cuda tensor)."""
+        kwargs.setdefault("device", self.device)
+        return self.torch.arange(*args, **kwargs)
 
     def sum(self, x, axis=None, keepdims=False):
         """Sum over ``axis`` (an int or tuple; ``None``: every axis, a scalar), numpy-style."""
@@ -119,7 +125,7 @@ class TorchBackend(Backend):
             _set_cpu_threads(torch)
         self._device = torch.device(device)
         self._tdtype = getattr(torch, dtype)
-        self.ops = TorchOps(torch)
+        self.ops = TorchOps(torch, self._device)
 
     def _asarray(self, x):
         return self.torch.as_tensor(np.ascontiguousarray(x), dtype=self._tdtype, device=self._device)
