@@ -268,6 +268,38 @@ def test_code_hash_ignores_what_only_declares(tmp_path, monkeypatch):
     assert sweep.measured_source(path) != before
 
 
+def test_code_hash_of_a_claim_ignores_its_neighbours_declarations(tmp_path):
+    """Two claims in one module: editing one claim's laws or premise leaves the other's code hash alone (its points
+    and calibration records stay current), and changes its own; a declaration the module reads elsewhere (a claim
+    made as its ``.variant``) and a shared helper count for both."""
+    from harness.engine import sweep
+    src = ('import numpy as np\nfrom harness import Claim, PowerLaw, Tier\n\n\n'
+           'def helper(x):\n    return np.float64(x) ** -0.5\n\n\n'
+           'def measure(setting, backend):\n    return {"v": helper(setting.scale)}\n\n\n'
+           'A = Claim(id="hash-a", title="t", paper="p", statement="s", premise={"k": 1}, scale_name="n", '
+           'measure=measure, laws=(PowerLaw("r", "v", (-0.6, -0.4)),), tiers={"ci": Tier((4, 16), 4)})\n'
+           'B = Claim(id="hash-b", title="t", paper="p", statement="s", premise={"k": 2}, scale_name="n", '
+           'measure=measure, laws=(PowerLaw("r", "v", (-0.7, -0.3)),), tiers={"ci": Tier((4, 16), 4)})\n')
+    path = tmp_path / "two_claims_hash.py"
+
+    def hashes(text):
+        path.write_text(text)
+        return {c: sweep.measured_source(path, c) for c in ("hash-a", "hash-b")}
+    before = hashes(src)
+    assert before["hash-a"] != before["hash-b"]
+    for old, new in [('(-0.7, -0.3)', '(-0.8, -0.2)'), ('{"k": 2}', '{"k": 3}')]:    # B's law, B's premise
+        after = hashes(src.replace(old, new))
+        assert after["hash-a"] == before["hash-a"] and after["hash-b"] != before["hash-b"], (old, new)
+    after = hashes(src.replace("** -0.5", "** -0.25"))                                  # the shared helper
+    assert after["hash-a"] != before["hash-a"] and after["hash-b"] != before["hash-b"]
+    with_variant = src + 'C = B.variant(id="hash-c")\n'                                # B is read: it counts for A
+    base = hashes(with_variant)
+    after = hashes(with_variant.replace('(-0.7, -0.3)', '(-0.8, -0.2)'))
+    assert after["hash-a"] != base["hash-a"]
+    path.write_text(src)
+    assert sweep.measured_source(path) != before["hash-a"]                              # no id: every claim counts
+
+
 def test_family_wise_alpha_is_divided_over_every_verdict():
     from harness.engine.sweep import verdict_count
     a2 = get_claim("ntk-init-limit")         # 3 laws; two controls, each asked to refute one law

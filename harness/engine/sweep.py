@@ -185,10 +185,45 @@ DECLARATION_ONLY = frozenset({"tiers", "changes", "title", "statement", "paper",
                               "design"})
 
 
-def measured_source(path) -> bytes:
+def _other_claims(tree, claim_id: str) -> list:
+    """The top-level statements ``NAME = Claim(id="other", ...)`` of a module that declare a claim other than
+    ``claim_id`` (its ``id`` a string constant) and whose ``NAME`` nothing else in the module reads: another claim's
+    declaration, which cannot change what this claim's measure computes. A declaration read elsewhere (a claim
+    made as ``NAME.variant(...)``, a measure that reads ``NAME.premise``) is kept, and so is anything that is not a
+    plain ``Claim(...)`` call."""
+    import ast
+    candidates = {}
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Call)):
+            continue
+        f = node.value.func
+        if not ((isinstance(f, ast.Name) and f.id == "Claim") or (isinstance(f, ast.Attribute) and f.attr == "Claim")):
+            continue
+        ids = [k.value for k in node.value.keywords if k.arg == "id"]
+        if len(ids) == 1 and isinstance(ids[0], ast.Constant) and isinstance(ids[0].value, str) \
+                and ids[0].value != claim_id:
+            candidates[id(node)] = (node, node.targets[0].id)
+    if not candidates:
+        return []
+    read = set()
+    for stmt in tree.body:
+        if id(stmt) in candidates:
+            stmt = candidates[id(stmt)][0].value          # its own arguments may read names; its target is not read
+        for n in ast.walk(stmt):
+            if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Store):
+                read.add(n.id)
+            elif isinstance(n, ast.Constant) and isinstance(n.value, str):
+                read.add(n.value)                         # a name given as a string (__all__, getattr)
+    return [node for node, name in candidates.values() if name not in read]
+
+
+def measured_source(path, claim_id: str | None = None) -> bytes:
     """The part of a source file that can change a measurement: its syntax (``ast.unparse``, so comments and
-    layout do not count) without docstrings and without the keyword arguments in :data:`DECLARATION_ONLY`. A
-    file that does not parse is taken whole."""
+    layout do not count) without docstrings and without the keyword arguments in :data:`DECLARATION_ONLY`; with
+    ``claim_id``, also without the declarations of the module's other claims that nothing reads
+    (:func:`_other_claims`), so an edit to one claim's laws or premise leaves its neighbours' points and
+    calibration records current. A file that does not parse is taken whole."""
     import ast
     from pathlib import Path
     text = Path(path).read_text()
@@ -196,6 +231,9 @@ def measured_source(path) -> bytes:
         tree = ast.parse(text)
     except SyntaxError:
         return text.encode()
+    if claim_id is not None:
+        drop = {id(n) for n in _other_claims(tree, claim_id)}
+        tree.body = [n for n in tree.body if id(n) not in drop]
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
@@ -356,19 +394,19 @@ def code_version(claim: Claim, backend: str | None = None) -> str:
     they can run on that backend (:func:`harness_sources`: what they import, transitively, and the backend's own
     module; ``None``: every backend's) and the harness version, each as :func:`measured_source` reads it
     (docstrings, comments and declaration-only arguments such as a claim's ``tiers`` and ``changes`` do not
-    count). Part of each point's store key, so edited code never reuses stale points, and the freshness of a
+    count, nor the declarations of other claims in its modules that nothing reads). Part of each point's store key, so edited code never reuses stale points, and the freshness of a
     calibration record (measured on one backend: an edit to another backend's module leaves it current)."""
     import hashlib
     from pathlib import Path
     sources = measure_sources(claim.measure)
-    key = (tuple(str(p) for p in sources), backend)
+    key = (tuple(str(p) for p in sources), backend, claim.id)
     if key not in _CODE:
         root = Path(__file__).resolve().parent.parent          # harness/
         files = harness_sources(sources, root, backend)
         h = hashlib.sha256(HARNESS_VERSION.encode())
         for path in sources + files:
             h.update(str(path.relative_to(root.parent) if root.parent in path.parents else path.name).encode())
-            h.update(measured_source(path))
+            h.update(measured_source(path, claim.id if path in sources else None))
         _CODE[key] = h.hexdigest()[:16]
     return _CODE[key]
 
