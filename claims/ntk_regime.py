@@ -343,15 +343,17 @@ NTK_ENSEMBLE_GP = Claim(
     paper="Lee et al. 2019 (Sec. 2.3-2.4, eqs. 14-16)",
     statement="Over random initialisations, a wide network trained by gradient descent is a Gaussian process "
               "whose mean is Th(x,X) Th^-1 (I - (I - eta Th/m)^T) Y and whose variance is the NTK-GP formula: the "
-              "ensemble mean lies within 3 standard errors and the variance within 15%.",
+              "ensemble mean lies within 0.15 of the GP's standard deviation of it (RMS over the test points) and "
+              "the variance within 15%.",
     premise=dict(parametrisation="ntk", activation="relu", depth=1, input_dim=8, n_train=16, n_test=16,
                  data_seed=0, lr=1.0, steps=100),
     scale_name="width",
     measure=ensemble_residual,
     outputs=('residual',),
     laws=(
-        AtScale("mean", "residual", (None, 3.0), summary=mean_in_standard_errors,
-                what="ensemble-mean deviation from the NTK-GP mean, in standard errors"),
+        # in the GP's standard deviations: the standard errors of mean_in_standard_errors over sqrt(seeds)
+        AtScale("mean", "residual", (None, 0.15), summary=lambda s: mean_in_standard_errors(s) / np.sqrt(len(s)),
+                what="ensemble-mean deviation from the NTK-GP mean, in NTK-GP standard deviations (RMS)"),
         AtScale("variance", "residual", (0.85, 1.15), summary=variance_ratio,
                 what="ensemble variance / NTK-GP variance"),
     ),
@@ -378,5 +380,15 @@ NTK_ENSEMBLE_GP = Claim(
         "change from the power calculation in the tier's design, which also cut seeds where the calibration showed "
         "more than enough; no law, band, grid or premise changed. The committed calibration/ci records on fresh base "
         "seeds measure it.",
+        "ntk-ensemble-gp mean law (catalogue and first version: the RMS deviation of the ensemble mean from the "
+        "NTK-GP mean at most 3 standard errors of the mean) -> at most 0.15 NTK-GP standard deviations (issue 21). "
+        "In standard errors the law tests exact equality, so its interval does not narrow as seeds are added, and "
+        "over the claim's scope it was inconclusive often enough that its predicted power at the level of `claims "
+        "run --all` was 0.949 (20 scope runs), the whole shortfall of the claim tests' 1% target; a finite-width "
+        "bias would also refute it once enough seeds resolve it. In standard deviations it is an equivalence "
+        "margin whose interval narrows like 1/sqrt(seeds); 0.15 is the variance law's 15%, chosen with the old "
+        "runs in view (they put the mean at 0.03-0.08 sd with 288 or 576 seeds, where the noise alone gives about "
+        "1/sqrt(288) = 0.06), so it is confirmed on fresh base seeds nothing was tuned on (calibration/ci/a4-sd/: "
+        "cases from base seed 35001, scope from 36001).",
     ),
 )
