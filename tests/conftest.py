@@ -21,6 +21,9 @@
 # Helpers
 #   get_selected_backend(name, dtype)  the skip-or-fail logic above, usable from any test or fixture.
 #   selected_backends()                the parsed HARNESS_BACKENDS list.
+#   close(a, b, what, rtol)            the parity tests' comparison: |a - b| <= rtol x the larger array's scale.
+#   torch_output_change(model, opt, x, y)  a torch module's mean |output change| after 3 MSE steps of ``opt``
+#                                          (the coordinate checks against the `mup` package).
 import importlib.util
 import os
 import sys
@@ -89,6 +92,27 @@ def get_selected_backend(name, dtype="float64"):
         if explicit:
             pytest.fail(f"HARNESS_BACKENDS names {name!r} but it is unusable: {e}", pytrace=False)
         pytest.skip(str(e))
+
+
+def close(a, b, what, rtol=1e-9):
+    """``a == b`` to ``rtol`` times the larger array's largest magnitude (the parity tests' RTOL 1e-9 in float64 is
+    ~1e6 ulps: far above reordering roundoff, far below any real discrepancy)."""
+    import numpy as np
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    assert a.shape == b.shape, (what, a.shape, b.shape)
+    scale = max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0), 1e-300)
+    np.testing.assert_allclose(a, b, rtol=0, atol=rtol * scale, err_msg=what)
+
+
+def torch_output_change(model, opt, x, y, steps=3):
+    """Mean absolute change of a torch module's outputs on ``x`` after ``steps`` steps of ``opt`` on the loss
+    ``0.5 |f(x) - y|^2`` averaged over examples."""
+    f0 = model(x).detach()
+    for _ in range(steps):
+        opt.zero_grad()
+        (0.5 * ((model(x) - y) ** 2).sum(1).mean()).backward()
+        opt.step()
+    return float((model(x).detach() - f0).abs().mean())
 
 
 def pytest_generate_tests(metafunc):

@@ -2,7 +2,7 @@
 measured on cuda is the point measured on cpu. Every test here skips, with the reason, where a framework cannot
 reach a GPU (CI, the 2-core machines), so they run only where one is lent: ``pytest tests/test_cuda.py``.
 
-Tolerances are the parity tests' (tests/test_parity.py: RTOL 1e-9 of each array's scale, ~1e6 ulps in float64):
+Tolerances are the parity tests' (conftest.close: 1e-9 of each array's scale, ~1e6 ulps in float64):
 the GPU changes only the order of float64 operations (cuBLAS blocking, atomics in reductions), never the
 arithmetic's precision. Trained quantities get 1e-7: a few hundred steps amplify roundoff, still far below the
 O(1e-3) any real discrepancy (a wrong multiplier, a dropped term, another minibatch) makes.
@@ -14,16 +14,9 @@ import harness
 from harness import MLP, adam, sgd
 from harness.ensembles import train_ensemble
 
-from conftest import selected_backends
-
-RTOL = 1e-9
+from conftest import close, selected_backends
 
 
-def close(a, b, what, rtol=RTOL):
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    assert a.shape == b.shape, (what, a.shape, b.shape)
-    scale = max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0), 1e-300)
-    np.testing.assert_allclose(a, b, rtol=0, atol=rtol * scale, err_msg=what)
 
 
 def cuda_backend(name, dtype="float64"):

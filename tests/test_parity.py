@@ -1,7 +1,7 @@
 """torch == jax on identical weights, float64, for every public routine.
 
 Both backends evaluate the same pure functions on the same float64 weights; they differ only in operation order
-(BLAS blocking, autodiff accumulation), i.e. by a few ulps times the condition of each routine. RTOL = 1e-9 is
+(BLAS blocking, autodiff accumulation), i.e. by a few ulps times the condition of each routine. An rtol of 1e-9 is
 ~1e6 ulps: far above that roundoff on these small nets, far below any real discrepancy (a wrong multiplier,
 missing term or different minibatch changes results at O(1e-3) or more).
 """
@@ -9,17 +9,12 @@ import numpy as np
 import pytest
 
 from harness import MLP, adam, sgd
+from conftest import close
 
 pytestmark = pytest.mark.parity
 
-RTOL = 1e-9
 
 
-def close(a, b, what, rtol=RTOL):
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    assert a.shape == b.shape, (what, a.shape, b.shape)
-    scale = max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0), 1e-300)
-    np.testing.assert_allclose(a, b, rtol=0, atol=rtol * scale, err_msg=what)
 
 
 def data(seed, n=7, d=3, k=1):

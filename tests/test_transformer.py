@@ -7,6 +7,7 @@ import pytest
 from harness import HarnessError, adam, get_backend
 from harness.backends import is_installed
 from harness.transformer import Transformer, attention, layer_norm
+from conftest import torch_output_change
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -171,12 +172,7 @@ def test_coordinate_check_agrees_with_mups_on_a_torch_transformer():
         return Net(width, readout).double()
 
     def torch_change(model, opt):
-        f0 = model(xt).detach()
-        for _ in range(3):
-            opt.zero_grad()
-            (0.5 * ((model(xt) - yt) ** 2).sum(1).mean()).backward()
-            opt.step()
-        return float((model(xt).detach() - f0).abs().mean())
+        return torch_output_change(model, opt, xt, yt)
 
     def mup_change(width, seed):
         model = net(width, seed, mup.MuReadout)

@@ -8,6 +8,7 @@ import pytest
 from harness import MLP, HarnessError, sgd, adam
 from harness.models import FunctionModel
 from harness.widths import infer_shapes, parametrise
+from conftest import torch_output_change
 
 
 def _as_user_model(mlp: MLP) -> FunctionModel:
@@ -121,12 +122,7 @@ def test_the_coordinate_check_agrees_with_mups_on_the_same_torch_network():
                              readout(width, 1)).double()
 
     def torch_change(model, opt):
-        f0 = model(xt).detach()
-        for _ in range(3):
-            opt.zero_grad()
-            (0.5 * ((model(xt) - yt) ** 2).sum(1).mean()).backward()
-            opt.step()
-        return float((model(xt).detach() - f0).abs().mean())
+        return torch_output_change(model, opt, xt, yt)
 
     def mup_change(width, seed):
         model = net(width, seed, mup.MuReadout)
