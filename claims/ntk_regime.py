@@ -326,6 +326,8 @@ def ensemble_residual(setting, backend):
     return {"residual": (backend.apply(model, trained, xt)[:, 0] - mean) / np.sqrt(var)}
 
 
+# Not read by A4's laws since its mean law moved to GP variances (see its changes); kept because removing it would
+# change the code hash of this module's three other claims and stale their calibration records.
 def mean_in_standard_errors(sample):
     """RMS over test points of the ensemble mean's deviation from the NTK-GP mean, in standard errors of the mean
     (the GP's sd / sqrt(seeds)): about 1 when the ensemble is the NTK-GP, >> 3 when it is not."""
@@ -351,9 +353,12 @@ NTK_ENSEMBLE_GP = Claim(
     measure=ensemble_residual,
     outputs=('residual',),
     laws=(
-        # in the GP's standard deviations: the standard errors of mean_in_standard_errors over sqrt(seeds)
-        AtScale("mean", "residual", (None, 0.15), summary=lambda s: mean_in_standard_errors(s) / np.sqrt(len(s)),
-                what="ensemble-mean deviation from the NTK-GP mean, in NTK-GP standard deviations (RMS)"),
+        # the mean squared deviation of the ensemble mean from the NTK-GP mean, in GP variances, unbiased: over the
+        # test points, the squared sample mean less its sampling variance (var / seeds)
+        AtScale("mean", "residual", (None, 0.15 ** 2),
+                summary=lambda s: float(np.mean(np.mean(s, 0) ** 2 - np.var(s, 0, ddof=1) / len(s))),
+                what="ensemble mean's squared deviation from the NTK-GP mean, in NTK-GP variances (mean over "
+                     "test points, unbiased)"),
         AtScale("variance", "residual", (0.85, 1.15), summary=variance_ratio,
                 what="ensemble variance / NTK-GP variance"),
     ),
@@ -388,7 +393,16 @@ NTK_ENSEMBLE_GP = Claim(
         "bias would also refute it once enough seeds resolve it. In standard deviations it is an equivalence "
         "margin whose interval narrows like 1/sqrt(seeds); 0.15 is the variance law's 15%, chosen with the old "
         "runs in view (they put the mean at 0.03-0.08 sd with 288 or 576 seeds, where the noise alone gives about "
-        "1/sqrt(288) = 0.06), so it is confirmed on fresh base seeds nothing was tuned on (calibration/ci/a4-sd/: "
-        "cases from base seed 35001, scope from 36001).",
+        "1/sqrt(288) = 0.06), so it is confirmed on fresh base seeds nothing was tuned on (cases from base seed "
+        "35001, scope from 36001: calibration/superseded/ntk-ensemble-gp-rms/, each 100 of 100 passed).",
+        "ntk-ensemble-gp mean law, second form (the same 0.15 sd margin): the RMS of the ensemble mean over the "
+        "test points is biased upward by the seeds' own noise (its square's expectation is the squared deviation "
+        "plus var / seeds), so its value falls as seeds are added; the power calculation, which takes an "
+        "estimate to converge to a fixed value, predicted 0.960 over the scope though 100 of 100 scope runs "
+        "passed, and with fewer than 1/0.15^2 = 44 seeds the law could not hold at all. The law now bounds the "
+        "unbiased estimate of the mean squared deviation (per test point the squared sample mean less var / "
+        "seeds, averaged over the points) by 0.15^2, in GP variances: the same margin, an estimate whose "
+        "expectation does not depend on the seeds. Confirmed on fresh base seeds (calibration/ci/a4-sd/: cases "
+        "from 37001, scope from 38001).",
     ),
 )
