@@ -402,7 +402,10 @@ NTK_ENSEMBLE_GP = Claim(
         "passed, and with fewer than 1/0.15^2 = 44 seeds the law could not hold at all. The law now bounds the "
         "unbiased estimate of the mean squared deviation (per test point the squared sample mean less var / "
         "seeds, averaged over the points) by 0.15^2, in GP variances: the same margin, an estimate whose "
-        "expectation does not depend on the seeds. Confirmed on fresh base seeds (calibration/ci/a4-sd/: cases "
+        "expectation does not depend on the seeds. Its jackknife t interval (of a right-skewed quadratic form) "
+        "is covered on the side that would refute a true law; on the other it misses up to 8 times alpha / 2 at "
+        "the level of `claims run --all` with the truth on the edge (tests/test_coverage.py), erring toward "
+        "holding a deviation of exactly 0.15 sd. Confirmed on fresh base seeds (calibration/ci/a4-sd/: cases "
         "from 37001, scope from 38001).",
     ),
 )
