@@ -19,11 +19,11 @@ every control is rejected at ``LAW_ALPHA``. That sum is ``1 -`` the predicted pa
 (``claims calibrate ID --scope``) under the tiers' designs. The target is that the suite fails a correct
 commit with probability at most ``SUITE_FALSE_FAIL`` = 1%, which
 ``tests/test_engine.py::test_committed_designs_bound_the_claim_tests_false_fail_rate`` asserts. It is not met yet
-(the test is a strict xfail): over its scope A4 (ntk-ensemble-gp) is predicted to pass 0.968 though 100 of 100
+(the test is a strict xfail): over its scope A4 (ntk-ensemble-gp) is predicted to pass 0.970 though 100 of 100
 scope runs passed: the predictive power of a scope group, computed from one run per drawn premise, is
-conservative (the truth at each premise is as uncertain as that one run), and at a few premises that run put A4's
-variance ratio near its band's edge (0.94-0.95 against 0.85, 288 seeds). docs/calibration.md gives the current
-figure.
+conservative (the truth at each premise is as uncertain as that one run), and A4's variance law, measured with a
+standard error of about 0.035 at its first batch against a band 0.15 wide on each side, is where that shows.
+docs/calibration.md gives the current figure.
 (A true law whose truth sits exactly on its band's edge is refuted at most ``LAW_ALPHA`` of the time per law, 0.05
 over the whole suite; but such a law cannot be confirmed either, and no registered law's calibration puts it
 there.)

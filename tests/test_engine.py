@@ -386,8 +386,8 @@ def test_committed_designs_give_the_headline_command_its_power():
 
 
 @pytest.mark.xfail(strict=True, reason="issue 21, not yet met: over its scope A4 (ntk-ensemble-gp) is predicted "
-                                       "to pass 0.968 (100 of 100 observed): a few premises' single runs put its "
-                                       "variance ratio near the band's edge (docs/calibration.md gives each "
+                                       "to pass 0.970 (100 of 100 observed): the prediction from one run per drawn "
+                                       "premise, each as uncertain as that run (docs/calibration.md gives each "
                                        "scope's predicted pass rate); strict, so meeting it fails here until this "
                                        "mark is removed")
 def test_committed_designs_bound_the_claim_tests_false_fail_rate():
