@@ -1,6 +1,6 @@
-"""harness.resnet: the residual MLP and CNN on both backends (parity, ensembles), the depth-muP branch multiplier and what
-it is for (the output's scale stays of order one as the depth grows, where a plain residual net's grows), and bad
-input."""
+"""harness.resnet: the residual MLP and CNN on both backends (parity, ensembles), the depth-muP branch multiplier
+and what it is for (the output's scale stays of order one as the depth grows, where a plain residual net's grows),
+and bad input."""
 import numpy as np
 import pytest
 

@@ -394,8 +394,9 @@ def code_version(claim: Claim, backend: str | None = None) -> str:
     they can run on that backend (:func:`harness_sources`: what they import, transitively, and the backend's own
     module; ``None``: every backend's) and the harness version, each as :func:`measured_source` reads it
     (docstrings, comments and declaration-only arguments such as a claim's ``tiers`` and ``changes`` do not
-    count, nor the declarations of other claims in its modules that nothing reads). Part of each point's store key, so edited code never reuses stale points, and the freshness of a
-    calibration record (measured on one backend: an edit to another backend's module leaves it current)."""
+    count, nor the declarations of other claims in its modules that nothing reads). Part of each point's store
+    key, so edited code never reuses stale points, and the freshness of a calibration record (measured on one
+    backend: an edit to another backend's module leaves it current)."""
     import hashlib
     from pathlib import Path
     sources = measure_sources(claim.measure)
