@@ -385,11 +385,6 @@ def test_committed_designs_give_the_headline_command_its_power():
     assert cases >= 0.99, [(r["claim"], r["case"], r["predicted_pass"]) for r in rows if r["predicted_pass"] < 0.999]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21, not yet met: over its scope A4 (ntk-ensemble-gp) is predicted "
-                                       "to pass 0.970 (100 of 100 observed): the prediction from one run per drawn "
-                                       "premise, each as uncertain as that run (docs/calibration.md gives each "
-                                       "scope's predicted pass rate); strict, so meeting it fails here until this "
-                                       "mark is removed")
 def test_committed_designs_bound_the_claim_tests_false_fail_rate():
     """The claim tests fail a correct commit with predicted probability at most ``claimcheck.SUITE_FALSE_FAIL``:
     one minus the product of the scopes' predicted pass rates (tests/claimcheck.py states the computation)."""

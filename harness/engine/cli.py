@@ -702,6 +702,13 @@ def design_table(records: dict, ids: list, tier_name: str, law_alpha: float, dra
             scope = case.startswith(SCOPE)
             pred = predict_case(claim, tier, runs, law_alpha, scope, draws)
             same_level = [r for r in runs if abs(r["law_alpha"] - law_alpha) <= 1e-9 * law_alpha]
+            observed_alpha = law_alpha
+            if not same_level:
+                # measured when the registry had fewer verdicts (a claim joined since): what they observed at their
+                # own, less strict level, stated as such; the prediction above is at the current level
+                levels = sorted({r["law_alpha"] for r in runs}, key=lambda a: -sum(r["law_alpha"] == a for r in runs))
+                observed_alpha = levels[0]
+                same_level = [r for r in runs if r["law_alpha"] == observed_alpha]
             n = len(same_level)
             passed = sum(r["levels"]["strict"]["ok"] for r in same_level)
             own = [r["levels"].get("own", r["levels"]["strict"]) for r in runs]
@@ -714,7 +721,7 @@ def design_table(records: dict, ids: list, tier_name: str, law_alpha: float, dra
                 "looks": {v: list(tier.looks(v)) for v in pred},
                 "predicted": {v: {"power": d.power, "expected_seeds": d.expected_seeds} for v, d in pred.items()},
                 "predicted_pass": float(np.prod([d.power for d in pred.values()])),
-                "observed_runs": n, "observed_pass": passed,
+                "observed_runs": n, "observed_pass": passed, "observed_alpha": observed_alpha, "law_alpha": law_alpha,
                 "observed_pass_lower95": 1 - upper_bound(n - passed, n) if n else None,
                 "observed_seeds": {v: float(np.mean([r["levels"]["strict"]["seeds"][v] for r in same_level
                                                      if v in r["levels"]["strict"]["seeds"]]))
@@ -724,6 +731,13 @@ def design_table(records: dict, ids: list, tier_name: str, law_alpha: float, dra
     return rows
 
 
+def _at_level(row: dict, law_alpha: float) -> str:
+    """" at LEVEL" when a row's observed runs were measured at another level than ``law_alpha`` (before a claim
+    joined the registry), else ""."""
+    a = row.get("observed_alpha", law_alpha)
+    return "" if abs(a - law_alpha) <= 1e-9 * law_alpha else f" at {a:.3g}"
+
+
 def design_markdown(rows: list, law_alpha: float, n_all: int) -> str:
     cases = [r for r in rows if not r["scope"]]
     scopes = [r for r in rows if r["scope"]]
@@ -731,7 +745,8 @@ def design_markdown(rows: list, law_alpha: float, n_all: int) -> str:
     pass_scopes = float(np.prod([r["predicted_pass"] for r in scopes])) if scopes else float("nan")
     lines = [f"Every law at {law_alpha:.3g} (0.05 over the {n_all} verdicts of `claims run --all`), spent over its "
              f"variant's looks. Predicted: the power of the tier's sequential design from the group's calibration "
-             f"records (`claims design`); observed: the group's calibration runs at that level (passed = the claim "
+             f"records (`claims design`); observed: the group's calibration runs at that level, or at the level "
+             f"stated beside them when they were measured before a claim joined the registry (passed = the claim "
              f"held and every control was rejected; 95% lower bound), and refutations at the claim case's own run "
              f"alpha (95% upper bound).", "",
              f"Predicted pass rate of `claims run --all` (the product over its claim cases, claim and controls): "
@@ -746,7 +761,7 @@ def design_markdown(rows: list, law_alpha: float, n_all: int) -> str:
         power = "; ".join(f"{v} {p['power']:.4f}" for v, p in r["predicted"].items())
         seeds = "; ".join(f"{v} {p['expected_seeds']:.1f}" for v, p in r["predicted"].items())
         obs = (f"{r['observed_pass']}/{r['observed_runs']} ({r['observed_pass_lower95']:.3f})" if r["observed_runs"]
-               else "not at this level")
+               else "-") + _at_level(r, law_alpha)
         oseeds = "; ".join(f"{v} {x:.1f}" for v, x in r["observed_seeds"].items()) or "-"
         lines.append(f"| `{r['claim']}` | {r['case']} | {r['runs']} ({r['base_seeds'][0]}..{r['base_seeds'][1]}) | "
                      f"{looks} | {power} | {seeds} | {obs} | {oseeds} | {r['refuted_own']} "
@@ -783,7 +798,8 @@ def cmd_design(args, console):
             + "; ".join(f"{v} {tuple(l)}" for v, l in r["looks"].items()) + "; predicted power "
             + "; ".join(f"{v} {p['power']:.4f} ({p['expected_seeds']:.1f} seeds)" for v, p in r["predicted"].items())
             + f"; passes {r['predicted_pass']:.4f}"
-            + (f"; observed {r['observed_pass']}/{r['observed_runs']}" if r["observed_runs"] else "")), soft_wrap=True)
+            + (f"; observed {r['observed_pass']}/{r['observed_runs']}{_at_level(r, law_alpha)}" if r["observed_runs"]
+               else "")), soft_wrap=True)
     cases = [r["predicted_pass"] for r in rows if not r["scope"]]
     scopes = [r["predicted_pass"] for r in rows if r["scope"]]
     console.print(f"predicted pass rate under the tiers' designs: claim cases {np.prod(cases):.4f}"
