@@ -261,7 +261,7 @@ def test_smallest_rise_covers(level_name):
 
 
 # Measured one-sided miss rate of a one-scale t interval on skewed seeds (gamma-distributed, 8-32 seeds), relative
-# to the nominal alpha / 2, at the `claims run --all` level (0.000526); stated in harness/engine/stats.py.
+# to the nominal alpha / 2, at the `claims run --all` level (LEVELS["run"]); stated in harness/engine/stats.py.
 SKEWED_MISS_FACTOR = {0.25: 2.0, 0.5: 3.0, 1.0: 9.0}
 
 

@@ -385,6 +385,30 @@ def test_committed_designs_give_the_headline_command_its_power():
     assert cases >= 0.99, [(r["claim"], r["case"], r["predicted_pass"]) for r in rows if r["predicted_pass"] < 0.999]
 
 
+def test_records_of_an_earlier_level_report_what_they_observed_at_it():
+    """A claim joining the registry makes every law's level stricter; the records measured before it keep their
+    observed pass counts, stated at the level they were measured at, while the prediction is at the current one."""
+    from harness.engine.cli import design_markdown, design_table
+    _, rows = _committed_design_rows()
+    row = next(r for r in rows if r["claim"] == "ntk-ensemble-gp" and r["scope"])
+    runs = [{**run, "law_alpha": 2 * row["law_alpha"]} for run in _ensemble_runs()]
+    (later,) = design_table({("ntk-ensemble-gp", "scope", "ci"): dict(enumerate(runs))}, ["ntk-ensemble-gp"], "ci",
+                            row["law_alpha"], draws=200)
+    assert later["observed_runs"] == len(runs) and later["observed_alpha"] == 2 * row["law_alpha"]
+    assert f"{later['observed_pass']}/{len(runs)} (" in design_markdown([later], row["law_alpha"], 1)
+    assert f" at {2 * row['law_alpha']:.3g} |" in design_markdown([later], row["law_alpha"], 1)
+    now = design_table({("ntk-ensemble-gp", "scope", "ci"): dict(enumerate(_ensemble_runs()))}, ["ntk-ensemble-gp"],
+                       "ci", next(iter(_ensemble_runs()))["law_alpha"], draws=200)[0]
+    assert " at " not in design_markdown([now], now["law_alpha"], 1).splitlines()[-1].split("|")[7]
+
+
+def _ensemble_runs():
+    from pathlib import Path
+    from harness.engine.cli import load_records
+    root = Path(__file__).resolve().parent.parent
+    return list(load_records([root / "calibration" / "ci"])[("ntk-ensemble-gp", "scope", "ci")].values())[:5]
+
+
 def test_committed_designs_bound_the_claim_tests_false_fail_rate():
     """The claim tests fail a correct commit with predicted probability at most ``claimcheck.SUITE_FALSE_FAIL``:
     one minus the product of the scopes' predicted pass rates (tests/claimcheck.py states the computation)."""
