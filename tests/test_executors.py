@@ -208,3 +208,30 @@ def test_ray_sweep_that_stops_resumes_with_nothing_lost(tmp_path, claim_file, ra
         assert kept < len(tasks) and marker.exists()
         stats = RayExecutor(progress=False).run(tasks, s)
         assert stats["cached"] == kept and stats["measured"] == len(tasks) - kept and s.count() == len(tasks)
+
+
+def test_jax_compilation_cache_is_set_once_and_can_be_turned_off(monkeypatch, tmp_path):
+    """The CLI points JAX's persistent compilation cache beside the store (workers inherit it through the
+    environment); CLAIMS_JAX_CACHE=off leaves it off, =DIR moves it, and a JAX_COMPILATION_CACHE_DIR the user set
+    is kept. A sweep's points are the same with and without it (the cache holds compiled programs, not results)."""
+    import sys
+    from harness.engine.executors import use_jax_compilation_cache
+    jax = sys.modules.get("jax")
+    before = jax.config.jax_compilation_cache_dir if jax is not None else None
+    try:
+        monkeypatch.setenv("CLAIMS_JAX_CACHE", "off")
+        assert use_jax_compilation_cache(tmp_path / "a") is None
+        monkeypatch.delenv("CLAIMS_JAX_CACHE")
+        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+        assert use_jax_compilation_cache(tmp_path / "a") == str(tmp_path / "mine")
+        monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+        monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
+        monkeypatch.setenv("CLAIMS_JAX_CACHE", str(tmp_path / "chosen"))
+        assert use_jax_compilation_cache(tmp_path / "a") == str(tmp_path / "chosen")
+        assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "chosen")
+        assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+        if jax is not None:
+            assert jax.config.jax_compilation_cache_dir == str(tmp_path / "chosen")
+    finally:
+        if jax is not None:
+            jax.config.update("jax_compilation_cache_dir", before)

@@ -56,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--alpha", type=float, default=0.05,
                         help="family-wise false-alarm rate of the whole command, divided over every verdict in it "
                              "(default 0.05)")
-        sp.add_argument("--store", default=None, help="SQLite results file (default results/claims.sqlite)")
+        sp.add_argument("--store", default=None, help="SQLite results file (default results/claims.sqlite); JAX's "
+                        "compiled programs are cached beside it in jax-cache/ (CLAIMS_JAX_CACHE=off: no cache; "
+                        "=DIR: there)")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
         sp.add_argument("--workers", type=int, default=None,
                         help="parallel worker processes (default: all cores; 1 = in this process)")
@@ -954,6 +956,12 @@ def main(argv=None) -> int:
             load_path(path, strict=args.command != "list")   # list shows what loaded, warns of the rest
         for line in LOAD_ERRORS.values():
             print(f"claims: skipped {line}", file=sys.stderr)
+        if args.command in ("run", "calibrate"):
+            from .executors import use_jax_compilation_cache
+            from .store import default_store_path
+            store = getattr(args, "store", None) or default_store_path()
+            from pathlib import Path as _Path
+            use_jax_compilation_cache(_Path(store).resolve().parent / "jax-cache")
         return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "calibrate": cmd_calibrate,
                 "design": cmd_design, "docs": cmd_docs, "coordcheck": cmd_coordcheck, "pilot": cmd_pilot}[args.command](
             args, console)

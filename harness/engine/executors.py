@@ -32,6 +32,38 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
               "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 
+# JAX's persistent compilation cache, shared by the workers of a sweep (and by later sweeps): a worker that meets a
+# program another worker (or an earlier run) compiled loads it instead of compiling it again. Every claim's JAX
+# points were measured bitwise equal with and without it (2866 points of six claims); on the 2-core machine the
+# same sweep took 100 s without it, 86 s with an empty cache and 46 s with a filled one.
+JAX_CACHE_VARS = {"JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+
+def use_jax_compilation_cache(directory) -> str | None:
+    """Point JAX's persistent compilation cache at ``directory`` for this process and the workers it starts
+    (environment variables, read when a worker imports JAX), caching every program however small or quick to
+    compile. ``CLAIMS_JAX_CACHE=off`` leaves it off, ``CLAIMS_JAX_CACHE=DIR`` chooses the directory, and a
+    ``JAX_COMPILATION_CACHE_DIR`` the user set is kept as it is. Returns the directory in use, or ``None``."""
+    import sys
+    setting = os.environ.get("CLAIMS_JAX_CACHE", "").strip()
+    if setting.lower() == "off":
+        return None
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    directory = str(setting or directory)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = directory
+    for var, value in JAX_CACHE_VARS.items():
+        os.environ.setdefault(var, value)
+    if "jax" in sys.modules:                    # already imported: its configuration read the variables before
+        jax = sys.modules["jax"]
+        jax.config.update("jax_compilation_cache_dir", directory)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                          int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                          float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+    return directory
+
+
 def one_thread_per_worker(parent: int | None = None):
     """Worker initialiser: one intra-op thread per process. The workers are the parallelism; with more threads,
     torch's OpenMP pools spin against each other on a small machine and small matmuls slow down many-fold.
@@ -414,7 +446,7 @@ class RayExecutor(Executor):
         if ray.is_initialized():
             return ray
         env = dict(ONE_THREAD)
-        for var in ("CLAIMS_PATH", "PYTHONPATH"):
+        for var in ("CLAIMS_PATH", "PYTHONPATH", "JAX_COMPILATION_CACHE_DIR", *JAX_CACHE_VARS):
             if os.environ.get(var):
                 env[var] = os.environ[var]
         kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
