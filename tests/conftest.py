@@ -18,11 +18,9 @@
 #                    reason unless both are selected (and fails if an explicitly selected one is missing).
 #   mc_backend       one float64 backend for expensive Monte-Carlo checks: jax when selected and installed (it
 #                    is the faster one), else torch.
-# Order and caches
-#   The claim tests run first, the slowest of them (SLOW_FIRST, from the durations of a .ci/run) before the rest,
-#   so that pytest-xdist's work stealing ends on short tests instead of one worker finishing a long claim test
-#   alone. JAX's compiled programs are cached in .pytest_cache/jax-compilation-cache, shared by the xdist workers
-#   (CLAIMS_JAX_CACHE=off: no cache; harness.engine.executors.use_jax_compilation_cache).
+# Caches
+#   JAX's compiled programs are cached in .pytest_cache/jax-compilation-cache, shared by the xdist workers and kept
+#   for the next run (CLAIMS_JAX_CACHE=off: no cache; harness.engine.executors.use_jax_compilation_cache).
 # Helpers
 #   get_selected_backend(name, dtype)  the skip-or-fail logic above, usable from any test or fixture.
 #   selected_backends()                the parsed HARNESS_BACKENDS list.
@@ -45,23 +43,6 @@ from harness.engine.executors import use_jax_compilation_cache  # noqa: E402
 
 use_jax_compilation_cache(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache",
                                        "jax-compilation-cache"))
-
-# The longest claim tests in the .ci/run of 08af0c9 (pytest --durations, 2 xdist workers), longest first.
-SLOW_FIRST = ("test_ntk_drift_shrinks_with_width", "test_diagonal_net_interpolates_l1_and_l2",
-              "test_sharpness_is_width_independent_and_grows_under_mup", "test_adam_learning_rate_transfers_under_mup",
-              "test_gradient_descent_goes_beyond_lazy", "test_wang_variant_goes_beyond_lazy",
-              "test_sgd_learning_rate_transfers_under_mup", "test_hidden_layer_adam_rate_error_moves_the_optimum_down")
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """Longest first (see the header): SLOW_FIRST in its order, then the other claim tests, then the rest, each
-    group in collection order (a stable sort)."""
-    def rank(item):
-        name = getattr(item, "originalname", None) or item.name
-        if name in SLOW_FIRST:
-            return (0, SLOW_FIRST.index(name))
-        return (1, 0) if item.get_closest_marker("claim") else (2, 0)
-    items.sort(key=rank)
 
 # -- hypothesis profiles ---------------------------------------------------------------------------------------
 settings.register_profile(

@@ -960,8 +960,8 @@ def main(argv=None) -> int:
             from .executors import use_jax_compilation_cache
             from .store import default_store_path
             store = getattr(args, "store", None) or default_store_path()
-            from pathlib import Path as _Path
-            use_jax_compilation_cache(_Path(store).resolve().parent / "jax-cache")
+            from pathlib import Path
+            use_jax_compilation_cache(Path(store).resolve().parent / "jax-cache")
         return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "calibrate": cmd_calibrate,
                 "design": cmd_design, "docs": cmd_docs, "coordcheck": cmd_coordcheck, "pilot": cmd_pilot}[args.command](
             args, console)

@@ -33,9 +33,10 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
 
 
 # JAX's persistent compilation cache, shared by the workers of a sweep (and by later sweeps): a worker that meets a
-# program another worker (or an earlier run) compiled loads it instead of compiling it again. Every claim's JAX
-# points were measured bitwise equal with and without it (2866 points of six claims); on the 2-core machine the
-# same sweep took 100 s without it, 86 s with an empty cache and 46 s with a filled one.
+# program another worker (or an earlier run) compiled loads it instead of compiling it again. The JAX points of six
+# claims (2866) were bitwise equal with and without it; on the 2-core machine that sweep took 100 s without it, 86 s
+# with an empty cache and 46 s with a filled one (a fresh clone's whole `claims run --all`: within the machine's
+# run-to-run spread).
 JAX_CACHE_VARS = {"JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
 
 
