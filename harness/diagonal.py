@@ -21,6 +21,9 @@ This module gives the references a claim compares a trained network with, all fr
   exactly X beta(nu) = y. For D = 2 the result minimises Q_alpha over the interpolators (an *independent* check of
   Q-optimality: no training is involved).
 - :func:`q`, :func:`Q_alpha`, :func:`h_D`, :func:`rowspace_residual`: the potential and the rowspace condition.
+
+and the network's training, on any backend: :func:`train_gd` runs gradient descent on many nets at once (each on its
+own data draw, at its own rate from :func:`step_size`, stopping on its own), as B2-B4's seed batches do.
 """
 from __future__ import annotations
 
@@ -142,3 +145,69 @@ def implicit_bias_solution(x: np.ndarray, y: np.ndarray, alpha: float, depth: in
     if not resid < 1e-8:
         raise HarnessError(f"implicit-bias dual did not converge (relative residual {resid:.2e}; {res.message})")
     return beta
+
+
+# -- gradient descent on the network, many data draws at once --------------------------------------------------
+def step_size(w_plus: np.ndarray, w_minus: np.ndarray, depth: int, eta0: float) -> float:
+    """Woodworth et al.'s step rule eta0 / max(1, D^2 max|w|^(2D-2)), rounded down to the grid eta0 * 2^(-k/4)."""
+    wmax = max(float(np.abs(w_plus).max()), float(np.abs(w_minus).max()))
+    c = max(1.0, depth ** 2 * wmax ** (2 * depth - 2))
+    return eta0 * 2.0 ** (-np.ceil(4 * np.log2(c)) / 4)
+
+
+def _gd_step(depth: int, ops):
+    """One full-batch GD step on 0.5 * MSE of every row of the batch, each at its own rate (``lr``, (B, 1); 0 keeps
+    a row where it is), the gradient written out: r = X beta - y, g_beta = X^T r / n, g_w+- = +-D w+-^(D-1) g_beta.
+    """
+    def step(s):
+        wp, wm, x = s["w_plus"], s["w_minus"], s["x"]
+        beta = wp ** depth - wm ** depth
+        r = ops.matmul(x, beta[..., None]) - s["y"]                              # (B, n, 1)
+        g = ops.matmul(ops.transpose(x), r)[..., 0] * (depth / x.shape[-2])       # (B, d): D g_beta
+        rate = s["lr"]
+        return {**s, "w_plus": wp - rate * (wp ** (depth - 1) * g), "w_minus": wm + rate * (wm ** (depth - 1) * g)}
+    return step
+
+
+def train_gd(backend, depth: int, x: np.ndarray, y: np.ndarray, alpha: float, eta0: float, tol: float,
+             max_steps: int, chunk: int) -> dict:
+    """Gradient descent on B depth-``depth`` diagonal nets at once, net b on its own data ``x[b]`` (n x d),
+    ``y[b]`` (n), each from w+ = w- = alpha until its loss 0.5 * MSE is below ``tol`` or ``max_steps`` is spent.
+
+    Each net trains exactly as it would alone: in chunks of ``chunk`` steps, each at the rate :func:`step_size`
+    gives its own weights at the chunk's start, and it stops (its rate becomes 0: it stays where it is) after the
+    first chunk that ends below ``tol``. A net whose loss stops being finite stops there (its beta is then not
+    finite: diverged, recorded as such by the caller). The chunks run through :meth:`Backend.iterate` (one compiled
+    loop per chunk on JAX), so B nets cost little more than one: a small net's step is a few framework dispatches.
+    Returns ``beta`` (B, d), ``steps`` (B,) and ``final_loss`` (B,), NumPy."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.ndim != 3 or y.shape != x.shape[:2]:
+        raise HarnessError(f"train_gd needs x of shape (B, n, d) and y of shape (B, n), got {x.shape} and {y.shape}")
+    if depth < 1 or chunk < 1 or max_steps < 0:
+        raise HarnessError("train_gd needs depth >= 1, chunk >= 1 and max_steps >= 0")
+    B, n, d = x.shape
+    ops = backend.ops
+    step = _gd_step(depth, ops)
+
+    def losses(s):
+        beta = s["w_plus"] ** depth - s["w_minus"] ** depth
+        r = ops.matmul(s["x"], beta[..., None])[..., 0] - s["y"][..., 0]
+        return ops.sum(r * r, axis=1) * (0.5 / n)
+    loss_fn = backend._compile(("diagonal-gd-loss", depth), losses)
+    wp, wm = np.full((B, d), float(alpha)), np.full((B, d), float(alpha))
+    with backend._context():
+        state = {"w_plus": backend.asarray(wp), "w_minus": backend.asarray(wm), "x": backend.asarray(x),
+                 "y": backend.asarray(y[..., None], "y"), "lr": backend.asarray(np.zeros((B, 1)))}
+        loss = np.asarray(backend.to_numpy(loss_fn(state)), dtype=float)
+        steps = np.zeros(B, dtype=int)
+        live = (loss >= tol) & (steps < max_steps)                   # a NaN loss compares False: stopped
+        while live.any():
+            rates = [step_size(wp[b], wm[b], depth, eta0) if live[b] else 0.0 for b in range(B)]
+            state["lr"] = backend.asarray(np.asarray(rates)[:, None])
+            state = backend.iterate(("diagonal-gd", depth), step, state, chunk)
+            steps[live] += chunk
+            loss = np.where(live, np.asarray(backend.to_numpy(loss_fn(state)), dtype=float), loss)
+            wp, wm = backend.to_numpy(state["w_plus"]).astype(float), backend.to_numpy(state["w_minus"]).astype(float)
+            live &= (loss >= tol) & (steps < max_steps)
+    return {"beta": wp ** depth - wm ** depth, "steps": steps, "final_loss": loss}
