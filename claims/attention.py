@@ -15,10 +15,11 @@ bound-constrained QP), with no training involved.
 
 Laws (then why):
 - ``direction``: the seed-mean correlation <W_t, W_mm(sel)> / (||W_t|| ||W_mm(sel)||) at the largest step count is
-  >= 0.98, where sel are the tokens W_t attends most to and W_mm(sel) their SVM. The theorems' limit is 1 (Thm 2
+  >= 0.97, where sel are the tokens W_t attends most to and W_mm(sel) their SVM. The theorems' limit is 1 (Thm 2
   for the optimal tokens, Thm 3 for a locally optimal selection); the approach is slow (||W_t|| grows like log t):
   on the pilot (256 problems, jax) the mean correlation was 0.977 after 2000 steps and 0.986 after 20000 (sd
-  0.005, smallest 0.964), so the ci tier asks for 0.98 after 20000 steps.
+  0.005, smallest 0.964), and with 6 tokens a sequence the approach is slower still (0.981 after 20000 steps on
+  the design pilot), so the ci tier asks for 0.97 after 20000 steps.
 - ``optimal-tokens``: the seed-mean attention on the optimal tokens (the softmax weight, averaged over the
   sequences) at the largest step count is >= 0.9. The paper's global convergence (Thm 2) is to the optimal tokens'
   W_mm; on this premise gradient descent from 0 selected a non-optimal token in some sequence of 3.5% of the pilot
@@ -107,14 +108,14 @@ ATTENTION_SVM = Claim(
     paper="Tarzanagh, Li, Thrampoulidis & Oymak 2023 (Thms 2-3, Fig. 3)",
     statement="On a separable token-selection problem, gradient descent on the key-query matrix W of one softmax "
               "attention layer (fixed head, logistic loss, from W = 0) diverges in norm and converges in direction "
-              "to the attention SVM of the tokens it selects (correlation >= 0.98 after 20000 steps), and it "
+              "to the attention SVM of the tokens it selects (correlation >= 0.97 after 20000 steps), and it "
               "attends to the optimal tokens (mean softmax weight on them >= 0.9).",
     premise=dict(n_seq=8, tokens=4, dim=8, gap=1.0, spread=0.5, lr=1.0, init="zero", init_norm=10.0),
     scale_name="steps",
     measure=svm_alignment,
     outputs=OUTPUTS,
     laws=(
-        AtScale("direction", "alignment", (0.98, None),
+        AtScale("direction", "alignment", (0.97, None),
                 what="seed-mean correlation of W_t with the SVM of the tokens it selects, at the largest step count"),
         AtScale("optimal-tokens", "optimal_attention", (0.9, None),
                 what="seed-mean attention on the optimal tokens (softmax weight, mean over sequences), at the "
@@ -129,7 +130,7 @@ ATTENTION_SVM = Claim(
                 refutes=("optimal-tokens",)),
     ),
     tiers={"ci": Tier(scales=(200, 2000, 20000), seeds=16, max_seeds=256, control_seeds=8,
-                      design="pilot design, to be searched on its calibration runs"),
+                      control_scales=(20000,), design="pilot design, to be searched on its calibration runs"),
            "full": Tier(scales=(200, 2000, 20000, 200000), seeds=32)},
     scope={"dim": (6, 8, 10), "tokens": (3, 4, 6)},
     changes=(
@@ -142,6 +143,12 @@ ATTENTION_SVM = Claim(
         "law, the share of sequences whose most-attended token is optimal, was constant (1) across the seeds of "
         "most draws (no interval): the softmax weight replaced it. Chosen on the pilots, so confirmed on fresh "
         "base seeds (calibration/ci/attention).",
+        "H2 direction band 0.98 -> 0.97 (after 20000 steps) after the design pilot (20 runs of its case from base "
+        "seed 51001 and 20 of its scope from 52001, calibration/design/attention-svm): over the scope, with 6 tokens "
+        "a sequence, the seed-mean correlation sat at 0.981 (dim 8, 256 seeds) and 2 of 20 scope runs were "
+        "inconclusive, the predicted power 0.89 with no design within 512 seeds reaching the target; at 0.98 the "
+        "band sat a single problem's standard deviation from the truth. The theorem's limit is 1; no step count or "
+        "band is the paper's. Confirmed on fresh base seeds.",
     ),
     seed_batch=256,
 )
