@@ -129,10 +129,16 @@ ATTENTION_SVM = Claim(
                 "descent converges to that SVM (the paper's Thm 3): it keeps attending the tokens it started on",
                 refutes=("optimal-tokens",)),
     ),
-    tiers={"ci": Tier(scales=(200, 2000, 20000), seeds=16, max_seeds=256, control_seeds=8,
-                      control_scales=(20000,), design="pilot design, to be searched on its calibration runs"),
+    tiers={"ci": Tier(scales=(200, 2000, 20000), seeds=12, max_seeds=168, control_seeds=13,
+                      control_scales=(20000,),
+                      design="claims design --search on the design pilot (calibration/design/attention-svm: 20 runs "
+                             "of its case from base seed 51001, and the 11 of its 20 scope runs from 52001 that lie "
+                             "in the narrowed scope), the cheapest design whose predicted power at the level of "
+                             "`claims run --all` is >= 0.9995 for the claim and its control: claim looks 12/24/48/96/"
+                             "168 (14 seeds expected in the case, 20 over the scope), the control from 13 at the "
+                             "largest step count (its law reads no other)"),
            "full": Tier(scales=(200, 2000, 20000, 200000), seeds=32)},
-    scope={"dim": (6, 8, 10), "tokens": (3, 4, 6)},
+    scope={"dim": (8, 10), "tokens": (4, 6)},
     changes=(
         "H2 direction law against the SVM of the tokens gradient descent selects (catalogue: W_t / ||W_t|| -> the "
         "optimal tokens' W_mm, the paper's Thm 2): on the pilot (256 problems, spread 0.5) gradient descent from "
@@ -149,6 +155,11 @@ ATTENTION_SVM = Claim(
         "inconclusive, the predicted power 0.89 with no design within 512 seeds reaching the target; at 0.98 the "
         "band sat a single problem's standard deviation from the truth. The theorem's limit is 1; no step count or "
         "band is the paper's. Confirmed on fresh base seeds.",
+        "H2 scope dim (6, 8, 10) x tokens (3, 4, 6) -> dim (8, 10) x tokens (4, 6) after the same design pilot: at dim 6 "
+        "with 6 tokens gradient descent from 0 attended the optimal tokens with mean weight 0.94 (lower bound 0.90 at "
+        "64 seeds) against the 0.9 band, and with 3 tokens the control's weight sat at 0.83-0.86 (upper bounds 0.88-"
+        "0.90 at 64-128 seeds): few sequences of 3 tokens admit a locally optimal alternative. On the narrowed scope "
+        "the claim and its control are separated (0.97-1.0 against 0.64-0.80). Confirmed on fresh base seeds.",
     ),
     seed_batch=256,
 )
