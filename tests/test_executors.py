@@ -57,8 +57,11 @@ EXEC_BATCH = EXEC_TOY.variant(id="exec-batch", measure=measure_many, seed_batch=
 '''
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def claim_file(tmp_path_factory):
+    # once per process: xdist's work stealing can hand this module's tests to a worker in two batches with other
+    # modules between them, and a module-scoped fixture would then register the same claim ids from a second file
+    # (refused: "already defined"), as the .ci/run of f662fda did
     path = tmp_path_factory.mktemp("claims") / "exec_toy.py"
     path.write_text(CLAIM_FILE)
     claim, _ = load_path(path)
