@@ -8,6 +8,10 @@ Not an asv benchmark (nothing is timed) and not a test (``mup`` cannot be a decl
 
     pip install --no-deps mup==1.0.0 && pip install pandas
     python -m asv_benchmarks.mup_coordcheck [--widths 128,256,512,1024,2048] [--seeds 4] [--out coord_mup.png]
+    python -m asv_benchmarks.mup_coordcheck --transformer [--seeds 6]     # the transformer's, 128..1024
+
+(``--transformer``: a 2-block pre-LN transformer, the harness's muP beside mup's recipe on the same architecture
+and the standard parametrisation; the pilot in claims/_coord_check_transformer_pilot.py.)
 
 The problem is coord-check's (claims/coord_check.py): a tanh MLP with 2 hidden layers of width n (no bias), 64
 points on the sphere in R^16 with the sin/cos target, 5 full-batch steps, SGD at 0.5 or Adam at 2^-6, muP relative
@@ -202,6 +206,119 @@ def trajectories(widths=(32, 128, 512, 2048), steps=5, lr=0.5, base=32, input_di
         P.PARAMETRISATIONS["mup"] = real
 
 
+
+TRANSFORMER_COORDS = ("embedding", "logits 1", "block 1", "logits 2", "block 2", "output")
+
+
+def transformer_problem(batch=8, seq_len=4, input_dim=8, data_seed=0):
+    """The transformer coordinate check's data (claims/_coord_check_transformer_pilot.py): ``batch`` sequences of
+    ``seq_len`` standard normal vectors in R^input_dim and the target sin(first position's first feature)."""
+    x = np.random.default_rng(data_seed).standard_normal((batch, seq_len, input_dim))
+    return x, np.sin(x[:, 0, :1])
+
+
+def transformer_changes(widths, seeds=6, steps=4, lr=1e-2, base=64, heads=4, side="harness"):
+    """(widths, coordinates): the seed-mean |change from initialisation| of each of TRANSFORMER_COORDS after
+    ``steps`` full-batch Adam steps (0.5 * MSE) of a 2-block pre-LN transformer (ReLU MLP of 4 x width, mean
+    readout after a final layer norm), muP relative to ``base``.
+
+    ``side="harness"``: :class:`harness.transformer.Transformer` and the harness's Adam (torch backend).
+    ``side="mup"``: the same architecture in plain torch, made muP by mup's own recipe (``MuReadout``,
+    ``set_base_shapes`` from widths ``base`` and ``2 base``, ``MuAdam``; logits sqrt(base d_head) / d_head with a
+    zero-initialised query, TP-V appendix D.2), weights redrawn as the harness draws them (N(0, std^2 / fan_in),
+    std sqrt(2) for the MLP's first matrix, positions N(0, 0.1^2)). ``side="sp"``: that torch network, standard
+    parametrisation, ``torch.optim.Adam``."""
+    import torch
+    from torch import nn
+    x, y = transformer_problem()
+    seq_len, d_in = x.shape[1], x.shape[2]
+    if side == "harness":
+        from harness import adam, get_backend
+        from harness.coordcheck import coord_changes
+        from harness.transformer import Transformer
+        be = get_backend("torch", "cpu", "float64")
+        out = []
+        for n in widths:
+            m = Transformer(input_dim=d_in, seq_len=seq_len, width=n, heads=heads, depth=2, parametrisation="mup",
+                            base_width=base)
+            out.append(np.mean([coord_changes(be, m, be.init(m, s), x, y, adam(lr), steps)[-1]
+                                for s in range(seeds)], axis=0))
+        return np.array(out)
+    import mup
+
+    class Block(nn.Module):
+        def __init__(self, w):
+            super().__init__()
+            self.dh = w // heads
+            self.scale = np.sqrt(base // heads) / self.dh if side == "mup" else 1 / np.sqrt(self.dh)
+            self.ln1, self.ln2 = nn.LayerNorm(w), nn.LayerNorm(w)
+            self.q, self.k, self.v, self.o = (nn.Linear(w, w, bias=False) for _ in range(4))
+            self.fc1, self.fc2 = nn.Linear(w, 4 * w, bias=False), nn.Linear(4 * w, w, bias=False)
+
+        def forward(self, h, seen):
+            a = self.ln1(h)
+            split = lambda z: z.view(*z.shape[:-1], heads, self.dh).transpose(1, 2)     # noqa: E731
+            logits = split(self.q(a)) @ split(self.k(a)).transpose(-1, -2) * self.scale
+            seen.append(logits)
+            h = h + self.o((torch.softmax(logits, -1) @ split(self.v(a))).transpose(1, 2).reshape(h.shape))
+            h = h + self.fc2(torch.relu(self.fc1(self.ln2(h))))
+            seen.append(h)
+            return h
+
+    class Net(nn.Module):
+        def __init__(self, w):
+            super().__init__()
+            self.embed, self.pos = nn.Linear(d_in, w, bias=False), nn.Parameter(torch.zeros(seq_len, w))
+            self.blocks = nn.ModuleList([Block(w), Block(w)])
+            self.lnf = nn.LayerNorm(w)
+            self.readout = mup.MuReadout(w, 1, bias=False) if side == "mup" else nn.Linear(w, 1, bias=False)
+
+        def forward(self, inp, seen):
+            h = self.embed(inp) + self.pos
+            seen.append(h)
+            for b in self.blocks:
+                h = b(h, seen)
+            out = self.readout(self.lnf(h).mean(1))
+            seen.append(out)
+            return out
+
+    def make(w, seed):
+        torch.manual_seed(seed)
+        return Net(w).double()
+
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    out = []
+    for n in widths:
+        per_seed = []
+        for seed in range(seeds):
+            net = make(n, seed)
+            if side == "mup":
+                mup.set_base_shapes(net, make(base, 0), delta=make(2 * base, 0))
+            g = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                for name, p in net.named_parameters():
+                    if name == "pos":
+                        p.copy_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+                    elif p.ndim == 2 and not name.startswith("readout"):
+                        std = np.sqrt(2.0) if ".fc1." in name else 1.0           # as the harness draws w1
+                        p.copy_(std / np.sqrt(p.shape[1]) * torch.randn(p.shape, generator=g, dtype=p.dtype))
+                    if side == "mup" and name.endswith(".q.weight"):
+                        p.zero_()                                               # muP's zero query
+            opt = mup.MuAdam(net.parameters(), lr=lr) if side == "mup" else torch.optim.Adam(net.parameters(), lr=lr)
+            with torch.no_grad():
+                before = []
+                net(xt, before)
+            for _ in range(steps):
+                opt.zero_grad()
+                (0.5 * ((net(xt, []) - yt) ** 2).sum() / xt.shape[0]).backward()
+                opt.step()
+            with torch.no_grad():
+                after = []
+                net(xt, after)
+            per_seed.append([float((a - b).abs().mean()) for a, b in zip(after, before)])
+        out.append(np.mean(per_seed, axis=0))
+    return np.array(out)
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--widths", default="128,256,512,1024,2048")
@@ -211,7 +328,23 @@ def main(argv=None):
                     help="instead: train D2-SGD's network (biases on) in both implementations from the same weights "
                          "and compare the outputs step by step, with the harness's table and with the readout "
                          "bias's SGD rate x m planted (its table before 2026-11-30)")
+    ap.add_argument("--transformer", action="store_true",
+                    help="instead: the transformer coordinate check (claims/_coord_check_transformer_pilot.py), "
+                         "the harness's muP transformer against mup's recipe on the same architecture and the "
+                         "standard parametrisation, Adam 0.01, 4 steps, widths --widths (default 128..1024)")
     args = ap.parse_args(argv)
+    if args.transformer:
+        widths = tuple(int(w) for w in (args.widths if "--widths" in (argv or __import__("sys").argv)
+                                        else "128,256,512,1024").split(","))
+        print(f"transformer coordinate check, widths {widths}, {args.seeds} seeds, 4 Adam steps; exponent of the "
+              "seed-mean change from initialisation in the width")
+        print("| side | " + " | ".join(TRANSFORMER_COORDS) + " |")
+        print("|---|" + "---|" * len(TRANSFORMER_COORDS))
+        for side in ("harness", "mup", "sp"):
+            ch = transformer_changes(widths, args.seeds, side=side)
+            print(f"| {side} | " + " | ".join(f"{exponent(widths, ch[:, j]):+.3f}" for j in range(ch.shape[1]))
+                  + " |", flush=True)
+        return 0
     widths = tuple(int(w) for w in args.widths.split(","))
     if args.trajectory:
         from harness import parametrisation as P

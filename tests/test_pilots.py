@@ -1,0 +1,35 @@
+"""The unregistered pilots of issue 22 (claims/_depth_transfer_pilot.py, claims/_coord_check_transformer_pilot.py):
+their draft claims build, stay out of the registry, and their measures run at one small point on each backend and
+return what the drafts' laws read. A draft's figures are in its module's description, not asserted here."""
+import importlib
+
+import numpy as np
+import pytest
+
+from harness.engine.claim import Setting
+from harness.engine.claim import package_claims
+
+
+@pytest.mark.parametrize("module, claim_id", [("claims._depth_transfer_pilot", "depth-lr-transfer"),
+                                              ("claims._coord_check_transformer_pilot", "coord-check-transformer")])
+def test_a_pilots_draft_is_not_registered(module, claim_id):
+    draft = [v for v in vars(importlib.import_module(module)).values() if getattr(v, "id", None) == claim_id]
+    assert len(draft) == 1 and draft[0].tier("full") is not None
+    assert claim_id not in package_claims()
+
+
+def test_the_depth_pilots_measure_locates_an_optimum(backend64):
+    """One (depth 2, seed 0) of the draft on the upper part of its grid (2^-5..2^0): an optimum bracketed inside
+    it (the pilot's: 2^-1.47 at this seed)."""
+    from claims._depth_transfer_pilot import DEPTH_LR_TRANSFER as c, depth_optimum
+    premise = {**c.premise, "log2_lr": (-5, 0)}
+    out = depth_optimum(Setting(c.id, "claim", "pilot", premise, 2.0, 0), backend64)
+    assert set(c.outputs) <= set(out)
+    assert -5 < out["log2_lr_opt"] < 0 and np.isfinite(out["best_loss"])
+
+
+def test_the_transformer_pilots_measure_gives_every_coordinate(backend64):
+    from claims._coord_check_transformer_pilot import COORD_CHECK_TRANSFORMER as c, coordinate_changes
+    out = coordinate_changes(Setting(c.id, "claim", "pilot", c.premise, 64.0, 0), backend64)
+    assert set(out) == set(c.outputs)
+    assert all(np.isfinite(v) and v > 0 for v in out.values())
