@@ -36,7 +36,7 @@ Pilot figures (torch float64, 2026-12-04; exponent of the seed-mean change in th
 
 So at CPU widths the second block's attention logits shrink with the width under muP, in mup's own implementation
 as in ours (a finite-width effect of the zero-initialised query's first updates, or a slower approach to the limit
-in the deeper block; not resolved here), at about -0.15..-0.25 per e-fold: on the edge of, or outside, the
+in the deeper block; not resolved here), with exponents about -0.15..-0.25: on the edge of, or outside, the
 MLP claim's band of +-0.15. The draft claim keeps the paper's law (every coordinate flat, the MLP's band) rather
 than drop the coordinate that fails or widen the band: registered at the ci tier it would be refuted or
 inconclusive on the second logits. TP-V's own figure spans widths 128..8192; the full tier below (GPU) is where
