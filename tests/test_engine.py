@@ -402,6 +402,22 @@ def test_records_of_an_earlier_level_report_what_they_observed_at_it():
     assert " at " not in design_markdown([now], now["law_alpha"], 1).splitlines()[-1].split("|")[7]
 
 
+def test_records_of_several_levels_report_each_levels_runs():
+    """A group whose runs were measured at two levels (runs added after a claim joined) reports each level's runs
+    apart, the current level's first: none is dropped from the observed counts (docs/calibration.md showed only the
+    latest level's 70 of a group's 100 runs before)."""
+    from harness.engine.cli import design_markdown, design_table
+    runs = _ensemble_runs()
+    now = runs[0]["law_alpha"]
+    mixed = [{**r, "law_alpha": 2 * now} if i < 2 else r for i, r in enumerate(runs)]
+    (row,) = design_table({("ntk-ensemble-gp", "scope", "ci"): dict(enumerate(mixed))}, ["ntk-ensemble-gp"], "ci",
+                          now, draws=200)
+    assert (row["observed_runs"], row["observed_alpha"]) == (len(runs) - 2, now)
+    assert [(g["runs"], g["alpha"]) for g in row["observed_other"]] == [(2, 2 * now)]
+    cell = design_markdown([row], now, 1).splitlines()[-1].split("|")[7]
+    assert f"/{len(runs) - 2} (" in cell and f"/2 (" in cell and f" at {2 * now:.3g}" in cell
+
+
 def _ensemble_runs():
     from pathlib import Path
     from harness.engine.cli import load_records

@@ -703,14 +703,15 @@ def design_table(records: dict, ids: list, tier_name: str, law_alpha: float, dra
             runs = list(by_seed.values())
             scope = case.startswith(SCOPE)
             pred = predict_case(claim, tier, runs, law_alpha, scope, draws)
-            same_level = [r for r in runs if abs(r["law_alpha"] - law_alpha) <= 1e-9 * law_alpha]
-            observed_alpha = law_alpha
-            if not same_level:
-                # measured when the registry had fewer verdicts (a claim joined since): what they observed at their
-                # own, less strict level, stated as such; the prediction above is at the current level
-                levels = sorted({r["law_alpha"] for r in runs}, key=lambda a: -sum(r["law_alpha"] == a for r in runs))
-                observed_alpha = levels[0]
-                same_level = [r for r in runs if r["law_alpha"] == observed_alpha]
+            # runs measured when the registry had fewer verdicts (a claim joined since) observed at their own, less
+            # strict level: each level's runs are reported at it, the current level's (else the largest group) first;
+            # the prediction above is at the current level
+            def at(a, b):
+                return abs(a - b) <= 1e-9 * b
+            levels = sorted({r["law_alpha"] for r in runs},
+                            key=lambda a: (not at(a, law_alpha), -sum(at(r["law_alpha"], a) for r in runs), a))
+            groups = [[r for r in runs if at(r["law_alpha"], a)] for a in levels]
+            observed_alpha, same_level = levels[0], groups[0]
             n = len(same_level)
             passed = sum(r["levels"]["strict"]["ok"] for r in same_level)
             own = [r["levels"].get("own", r["levels"]["strict"]) for r in runs]
@@ -728,6 +729,10 @@ def design_table(records: dict, ids: list, tier_name: str, law_alpha: float, dra
                 "observed_seeds": {v: float(np.mean([r["levels"]["strict"]["seeds"][v] for r in same_level
                                                      if v in r["levels"]["strict"]["seeds"]]))
                                    for v in pred} if n else {},
+                "observed_other": [{"runs": len(g), "pass": sum(r["levels"]["strict"]["ok"] for r in g), "alpha": a,
+                                    "pass_lower95": 1 - upper_bound(len(g) - sum(r["levels"]["strict"]["ok"] for r in g),
+                                                                    len(g))}
+                                   for a, g in zip(levels[1:], groups[1:])],
                 "refuted_own": refuted, "refuted_own_upper95": upper_bound(refuted, len(runs)),
             })
     return rows
@@ -748,8 +753,9 @@ def design_markdown(rows: list, law_alpha: float, n_all: int) -> str:
     lines = [f"Every law at {law_alpha:.3g} (0.05 over the {n_all} verdicts of `claims run --all`), spent over its "
              f"variant's looks. Predicted: the power of the tier's sequential design from the group's calibration "
              f"records (`claims design`); observed: the group's calibration runs at that level, or at the level "
-             f"stated beside them when they were measured before a claim joined the registry (passed = the claim "
-             f"held and every control was rejected; 95% lower bound), and refutations at the claim case's own run "
+             f"stated beside them when they were measured before a claim joined the registry, each level's runs "
+             f"apart (passed = the claim held and every control was rejected; 95% lower bound; observed seeds: the "
+             f"first group's), and refutations at the claim case's own run "
              f"alpha (95% upper bound).", "",
              f"Predicted pass rate of `claims run --all` (the product over its claim cases, claim and controls): "
              f"**{pass_cases:.4f}**. Predicted pass rate of the claim tests over the scopes (the product over the "
@@ -763,7 +769,8 @@ def design_markdown(rows: list, law_alpha: float, n_all: int) -> str:
         power = "; ".join(f"{v} {p['power']:.4f}" for v, p in r["predicted"].items())
         seeds = "; ".join(f"{v} {p['expected_seeds']:.1f}" for v, p in r["predicted"].items())
         obs = (f"{r['observed_pass']}/{r['observed_runs']} ({r['observed_pass_lower95']:.3f})" if r["observed_runs"]
-               else "-") + _at_level(r, law_alpha)
+               else "-") + _at_level(r, law_alpha) + "".join(
+            f"; {g['pass']}/{g['runs']} ({g['pass_lower95']:.3f}) at {g['alpha']:.3g}" for g in r.get("observed_other", ()))
         oseeds = "; ".join(f"{v} {x:.1f}" for v, x in r["observed_seeds"].items()) or "-"
         lines.append(f"| `{r['claim']}` | {r['case']} | {r['runs']} ({r['base_seeds'][0]}..{r['base_seeds'][1]}) | "
                      f"{looks} | {power} | {seeds} | {obs} | {oseeds} | {r['refuted_own']} "
@@ -801,7 +808,9 @@ def cmd_design(args, console):
             + "; ".join(f"{v} {p['power']:.4f} ({p['expected_seeds']:.1f} seeds)" for v, p in r["predicted"].items())
             + f"; passes {r['predicted_pass']:.4f}"
             + (f"; observed {r['observed_pass']}/{r['observed_runs']}{_at_level(r, law_alpha)}" if r["observed_runs"]
-               else "")), soft_wrap=True)
+               else "")
+            + "".join(f", {g['pass']}/{g['runs']} at {g['alpha']:.3g}" for g in r.get("observed_other", ()))),
+            soft_wrap=True)
     cases = [r["predicted_pass"] for r in rows if not r["scope"]]
     scopes = [r["predicted_pass"] for r in rows if r["scope"]]
     console.print(f"predicted pass rate under the tiers' designs: claim cases {np.prod(cases):.4f}"

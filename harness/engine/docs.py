@@ -69,7 +69,9 @@ def claim_page(claim, rows: list) -> list[str]:
         level, now = r["observed_alpha"], r["law_alpha"]
         at = "" if abs(level - now) <= 1e-9 * now else f" at {level:.3g}, the level when they were measured"
         obs = (f"passed {r['observed_pass']} of {r['observed_runs']} runs{at} (95% lower bound "
-               f"{r['observed_pass_lower95']:.3f})" if r["observed_runs"] else "no runs")
+               f"{r['observed_pass_lower95']:.3f})" if r["observed_runs"] else "no runs") + "".join(
+            f", and {g['pass']} of {g['runs']} at {g['alpha']:.3g} (95% lower bound {g['pass_lower95']:.3f})"
+            for g in r.get("observed_other", ()))
         lines.append(f"- [{r['case']}] {r['runs']} runs, base seeds {r['base_seeds'][0]}..{r['base_seeds'][1]}: "
                      f"predicted power {power}; {obs}; refuted at its own run alpha {r['refuted_own']} times "
                      f"(95% upper bound {r['refuted_own_upper95']:.3f}); records "
