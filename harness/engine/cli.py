@@ -21,6 +21,7 @@ EPILOG = """examples:
   claims calibrate ntk-drift --runs 100 --backend jax --out reports/calibration
   claims coordcheck --parametrisation mup --optimizer adam --out coord.png
   claims pilot ntk-drift --scale 256 --seeds 2        # one measure's outputs and time, nothing stored
+  claims reverify --store cal.sqlite --write          # carry records across a change that keeps the numbers
 
 results are stored in results/claims.sqlite (override with --store or CLAIMS_STORE); a point already stored is
 never recomputed, so an interrupted run resumes where it stopped. Sweeps use every local core by default
@@ -112,6 +113,24 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--search", action="store_true", help="also search the cheapest design reaching --target")
     de.add_argument("--markdown", default=None, metavar="FILE", help="write the table (markdown) here")
     _path_arg(de)
+
+    rv = sub.add_parser("reverify", help="carry calibration records across a change that keeps every number: "
+                                         "remeasure a sample of each stale group's points, compare them with the "
+                                         "old code's points in a store, and restamp the group's records when all "
+                                         "agree (exit 1 unless every stale group was carried)")
+    rv.add_argument("ids", nargs="*", metavar="ID", help="claim ids (default: every claim with stale records)")
+    rv.add_argument("--from", dest="sources", action="append", default=[], metavar="FILE_OR_DIR",
+                    help="calibration.json, or a directory searched for them (repeatable; default calibration/ci)")
+    rv.add_argument("--store", required=True,
+                    help="a store holding the old code's points (the calibration's --store)")
+    rv.add_argument("--tier", default="ci")
+    rv.add_argument("--runs", type=int, default=2, help="base seeds remeasured per stale group (default 2)")
+    rv.add_argument("--rtol", type=float, default=1e-9,
+                    help="largest relative difference of any output that counts as the same (default 1e-9)")
+    rv.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: all cores)")
+    rv.add_argument("--no-progress", action="store_true")
+    rv.add_argument("--write", action="store_true", help="restamp the carried groups' records in their files")
+    _path_arg(rv)
 
     dc = sub.add_parser("docs", help="write docs/claims.md (every claim, from the registry), docs/calibration.md "
                                      "(from the calibration records) and docs/api.md (the API reference, from the "
@@ -729,13 +748,18 @@ def design_table(records: dict, ids: list, tier_name: str, law_alpha: float, dra
                 "observed_seeds": {v: float(np.mean([r["levels"]["strict"]["seeds"][v] for r in same_level
                                                      if v in r["levels"]["strict"]["seeds"]]))
                                    for v in pred} if n else {},
-                "observed_other": [{"runs": len(g), "pass": sum(r["levels"]["strict"]["ok"] for r in g), "alpha": a,
-                                    "pass_lower95": 1 - upper_bound(len(g) - sum(r["levels"]["strict"]["ok"] for r in g),
-                                                                    len(g))}
-                                   for a, g in zip(levels[1:], groups[1:])],
+                "observed_other": [_level_group(g, a) for a, g in zip(levels[1:], groups[1:])],
                 "refuted_own": refuted, "refuted_own_upper95": upper_bound(refuted, len(runs)),
             })
     return rows
+
+
+def _level_group(runs: list, alpha: float) -> dict:
+    """What one level's runs of a calibration group observed: runs, passes, their 95% lower bound, the level."""
+    from .stats import upper_bound
+    passed = sum(r["levels"]["strict"]["ok"] for r in runs)
+    return {"runs": len(runs), "pass": passed, "alpha": alpha, "pass_lower95": 1 - upper_bound(len(runs) - passed,
+                                                                                                len(runs))}
 
 
 def _at_level(row: dict, law_alpha: float) -> str:
@@ -770,12 +794,52 @@ def design_markdown(rows: list, law_alpha: float, n_all: int) -> str:
         seeds = "; ".join(f"{v} {p['expected_seeds']:.1f}" for v, p in r["predicted"].items())
         obs = (f"{r['observed_pass']}/{r['observed_runs']} ({r['observed_pass_lower95']:.3f})" if r["observed_runs"]
                else "-") + _at_level(r, law_alpha) + "".join(
-            f"; {g['pass']}/{g['runs']} ({g['pass_lower95']:.3f}) at {g['alpha']:.3g}" for g in r.get("observed_other", ()))
+            f"; {g['pass']}/{g['runs']} ({g['pass_lower95']:.3f}) at {g['alpha']:.3g}"
+            for g in r.get("observed_other", ()))
         oseeds = "; ".join(f"{v} {x:.1f}" for v, x in r["observed_seeds"].items()) or "-"
         lines.append(f"| `{r['claim']}` | {r['case']} | {r['runs']} ({r['base_seeds'][0]}..{r['base_seeds'][1]}) | "
                      f"{looks} | {power} | {seeds} | {obs} | {oseeds} | {r['refuted_own']} "
                      f"({r['refuted_own_upper95']:.3f}) | {'current' if r['fresh'] else 'STALE: code ' + ', '.join(r['codes'])} |")
     return "\n".join(lines) + "\n"
+
+
+def cmd_reverify(args, console):
+    """Carry stale calibration records across a change that keeps every number (:mod:`.reverify`)."""
+    import datetime
+    from pathlib import Path
+    from rich.markup import escape
+    from ..errors import HarnessError
+    from .claim import get_claim, registry
+    from .executors import make_executor
+    from .reverify import reverify, write_carried
+    from .store import Store
+    from .sweep import code_version
+    if args.runs < 1:
+        raise HarnessError("--runs must be >= 1")
+    if not 0 <= args.rtol < 1:
+        raise HarnessError(f"--rtol must be in [0, 1), got {args.rtol}")
+    if not Path(args.store).is_file():
+        raise HarnessError(f"--store {args.store}: no such store")
+    records = load_records(args.sources or ["calibration/ci"])
+    for cid in args.ids:
+        get_claim(cid)
+    ids = args.ids or sorted({c for (c, _, t), by_seed in records.items() if t == args.tier and c in registry()
+                              and any(r["code"] != code_version(get_claim(c), r["backend"]) for r in by_seed.values())})
+    if not ids:
+        console.print("every calibration record is current: nothing to reverify")
+        return 0
+    with Store(args.store) as store, make_executor("local", args.workers, progress=not args.no_progress) as ex:
+        rows = reverify(records, ids, store, ex, args.runs, args.rtol, args.tier)
+    for r in rows:
+        console.print(escape(
+            f"{r['claim']} [{r['case']}] {r['backend']}: {r['runs_of_code']} runs by code {r['old']} -> {r['new']}: "
+            f"{r['status']} ({r['points']} points of base seeds {r['base_seeds']} compared, {r['missing']} not in "
+            f"the store; largest relative difference {r['max_rel_diff']:.3g}, rtol {args.rtol:g})"), soft_wrap=True)
+    if args.write:
+        when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        for f in write_carried(rows, records, args.rtol, when):
+            console.print(f"restamped {f}")
+    return 0 if all(r["status"] == "carried" for r in rows) else 1
 
 
 def cmd_design(args, console):
@@ -965,14 +1029,15 @@ def main(argv=None) -> int:
             load_path(path, strict=args.command != "list")   # list shows what loaded, warns of the rest
         for line in LOAD_ERRORS.values():
             print(f"claims: skipped {line}", file=sys.stderr)
-        if args.command in ("run", "calibrate"):
+        if args.command in ("run", "calibrate", "reverify"):
             from .executors import use_jax_compilation_cache
             from .store import default_store_path
             store = getattr(args, "store", None) or default_store_path()
             from pathlib import Path
             use_jax_compilation_cache(Path(store).resolve().parent / "jax-cache")
         return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "calibrate": cmd_calibrate,
-                "design": cmd_design, "docs": cmd_docs, "coordcheck": cmd_coordcheck, "pilot": cmd_pilot}[args.command](
+                "design": cmd_design, "docs": cmd_docs, "reverify": cmd_reverify, "coordcheck": cmd_coordcheck,
+                "pilot": cmd_pilot}[args.command](
             args, console)
     except HarnessError as e:
         print(f"claims: error: {e}", file=sys.stderr)
