@@ -71,5 +71,19 @@ def test_records_are_carried_only_when_the_new_code_gives_the_same_points(tmp_pa
     r = cli("reverify", "toy-reverify", "--path", f, "--from", cal, "--store", tmp_path / "empty.sqlite",
             "--workers", "1", "--no-progress")
     assert r.returncode == 1 and ": no points (" in r.stdout, (r.stdout, r.stderr)
+    # records restamped by another hashing of the same source: no key matches, the setting does (--by-identity)
+    data = json.loads((cal / "scope" / "calibration.json").read_text())
+    for run in data["runs"]:
+        run["code"] = "0123456789abcdef"
+    (cal / "scope" / "calibration.json").write_text(json.dumps(data))
+    f.write_text(TOY.replace("EDIT", "unused = 2 * 1"))
+    args = ("reverify", "toy-reverify", "--path", f, "--from", cal / "scope", "--store", tmp_path / "empty.sqlite",
+            "--store", store, "--workers", "1", "--no-progress")
+    r = cli(*args)
+    assert r.returncode == 1 and ": no points (" in r.stdout, (r.stdout, r.stderr)
+    r = cli(*args, "--by-identity", "--write")
+    assert r.returncode == 0 and ": carried (" in r.stdout, (r.stdout, r.stderr)
+    note = json.loads((cal / "scope" / "calibration.json").read_text())["meta"]["carried"][-1]
+    assert note["old_points"].startswith("by setting") and note["from"] == "0123456789abcdef"
     one_line_error(cli("reverify", "--path", f, "--from", cal, "--store", tmp_path / "nowhere.sqlite"), "--store")
     one_line_error(cli("reverify", "--path", f, "--from", cal, "--store", store, "--runs", "0"), "--runs")

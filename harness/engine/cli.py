@@ -121,8 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     rv.add_argument("ids", nargs="*", metavar="ID", help="claim ids (default: every claim with stale records)")
     rv.add_argument("--from", dest="sources", action="append", default=[], metavar="FILE_OR_DIR",
                     help="calibration.json, or a directory searched for them (repeatable; default calibration/ci)")
-    rv.add_argument("--store", required=True,
-                    help="a store holding the old code's points (the calibration's --store)")
+    rv.add_argument("--store", required=True, action="append",
+                    help="a store holding the old code's points (the calibration's --store; repeatable: each is "
+                         "searched, the new points go to the first)")
+    rv.add_argument("--by-identity", action="store_true",
+                    help="a point whose old key no store holds is taken by its setting when exactly one stored "
+                         "result has it (records whose hash was recomputed by a later hashing of the same source)")
     rv.add_argument("--tier", default="ci")
     rv.add_argument("--runs", type=int, default=2, help="base seeds remeasured per stale group (default 2)")
     rv.add_argument("--rtol", type=float, default=1e-9,
@@ -818,8 +822,9 @@ def cmd_reverify(args, console):
         raise HarnessError("--runs must be >= 1")
     if not 0 <= args.rtol < 1:
         raise HarnessError(f"--rtol must be in [0, 1), got {args.rtol}")
-    if not Path(args.store).is_file():
-        raise HarnessError(f"--store {args.store}: no such store")
+    for path in args.store:
+        if not Path(path).is_file():
+            raise HarnessError(f"--store {path}: no such store")
     records = load_records(args.sources or ["calibration/ci"])
     for cid in args.ids:
         get_claim(cid)
@@ -828,8 +833,13 @@ def cmd_reverify(args, console):
     if not ids:
         console.print("every calibration record is current: nothing to reverify")
         return 0
-    with Store(args.store) as store, make_executor("local", args.workers, progress=not args.no_progress) as ex:
-        rows = reverify(records, ids, store, ex, args.runs, args.rtol, args.tier)
+    stores = [Store(path) for path in args.store]
+    try:
+        with make_executor("local", args.workers, progress=not args.no_progress) as ex:
+            rows = reverify(records, ids, stores, ex, args.runs, args.rtol, args.tier, by_identity=args.by_identity)
+    finally:
+        for s in stores:
+            s.close()
     for r in rows:
         console.print(escape(
             f"{r['claim']} [{r['case']}] {r['backend']}: {r['runs_of_code']} runs by code {r['old']} -> {r['new']}: "
@@ -837,7 +847,7 @@ def cmd_reverify(args, console):
             f"the store; largest relative difference {r['max_rel_diff']:.3g}, rtol {args.rtol:g})"), soft_wrap=True)
     if args.write:
         when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        for f in write_carried(rows, records, args.rtol, when):
+        for f in write_carried(rows, records, args.rtol, when, args.by_identity):
             console.print(f"restamped {f}")
     return 0 if all(r["status"] == "carried" for r in rows) else 1
 
@@ -1033,6 +1043,7 @@ def main(argv=None) -> int:
             from .executors import use_jax_compilation_cache
             from .store import default_store_path
             store = getattr(args, "store", None) or default_store_path()
+            store = store[0] if isinstance(store, list) else store          # reverify: the first of its stores
             from pathlib import Path
             use_jax_compilation_cache(Path(store).resolve().parent / "jax-cache")
         return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "calibrate": cmd_calibrate,

@@ -6,7 +6,8 @@ compiled form of the same step, a contraction reordered) stales every record mea
 recalibrating takes many hours of CPU. ``claims reverify`` asks the measurements instead of the source: for each
 calibration group whose records were measured by another code, it takes up to ``runs`` of the group's base seeds,
 builds the first look's points of those runs (every variant, scale and first-batch replicate, the drawn premise of a
-scope run included), finds each point as the records' code measured it in a store (a calibration's ``--store``),
+scope run included), finds each point as the records' code measured it in the stores given (the calibrations'
+``--store``; ``--by-identity``: by its setting when its key is in none and exactly one stored result has it),
 measures it again with the current code and compares every output within ``rtol`` (NaN equal to NaN: a diverged
 run must still diverge). Only when every compared point of every sampled run of a group agrees, and at least one
 point was compared, are the group's records carried: with ``write`` their ``code`` is set to the current one, the
@@ -67,11 +68,30 @@ def _max_rel_diff(a, b) -> float:
     return worst
 
 
-def reverify(records: dict, ids: list, store, executor, runs: int = 2, rtol: float = 1e-9, tier: str = "ci",
-             device: str = "cpu") -> list:
+def _old_point(stores, task, old: str, by_identity: bool):
+    """The old code's result of ``task``'s point from the first store that has it (by its key), or with
+    ``by_identity`` the only result any store holds for its setting when none has the key; else None."""
+    key_task = replace(task, code=old)
+    for store in stores:
+        got = store.get(key_task)
+        if got is not None:
+            return got[0]
+    if by_identity:
+        found = [r for store in stores for r in store.find_by_identity(task)]
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def reverify(records: dict, ids: list, stores, executor, runs: int = 2, rtol: float = 1e-9, tier: str = "ci",
+             device: str = "cpu", by_identity: bool = False) -> list:
     """One row per stale calibration group of ``ids``: ``{"claim", "case", "backend", "old", "new", "base_seeds",
     "points", "missing", "max_rel_diff", "status"}``, status ``"carried"`` (every compared point agrees),
-    ``"differs"`` or ``"no points"`` (none of the sampled runs' first-look points is in ``store``)."""
+    ``"differs"`` or ``"no points"`` (none of the sampled runs' first-look points is in ``stores``). The old
+    points are looked up by their key (the old code's); with ``by_identity`` a point whose key no store holds is
+    taken by its setting when exactly one stored result has it (records whose hash was recomputed by a later
+    hashing of the same source, as when docstrings stopped counting). The new points go to the first store."""
+    stores = list(stores)
     from .claim import get_claim
     from .sweep import code_version, tasks_for
     rows = []
@@ -90,14 +110,14 @@ def reverify(records: dict, ids: list, store, executor, runs: int = 2, rtol: flo
                     if len(row["base_seeds"]) >= runs:
                         break
                     tasks = tasks_for(claim, tier, backend, device, base_seed=b, **run_kwargs(claim, case, b))
-                    found = [(task, store.get(replace(task, code=old))) for task in tasks]
-                    pairs = [(task, got[0]) for task, got in found if got is not None]
+                    found = [(task, _old_point(stores, task, old, by_identity)) for task in tasks]
+                    pairs = [(task, got) for task, got in found if got is not None]
                     row["missing"] += len(tasks) - len(pairs)
                     if not pairs:
                         continue
-                    executor.run([task for task, _ in pairs], store, f"reverify {cid} [{case}] {b}")
+                    executor.run([task for task, _ in pairs], stores[0], f"reverify {cid} [{case}] {b}")
                     for task, before in pairs:
-                        after = store.get(task)[0]
+                        after = stores[0].get(task)[0]
                         row["max_rel_diff"] = max(row["max_rel_diff"], _max_rel_diff(before, after))
                     row["points"] += len(pairs)
                     row["base_seeds"].append(b)
@@ -107,7 +127,7 @@ def reverify(records: dict, ids: list, store, executor, runs: int = 2, rtol: flo
     return rows
 
 
-def write_carried(rows: list, records: dict, rtol: float, when: str) -> list:
+def write_carried(rows: list, records: dict, rtol: float, when: str, by_identity: bool = False) -> list:
     """Restamp the carried groups' runs in their calibration.json files (``code`` -> the current, ``measured_by``
     the old) and note the evidence in each file's ``meta["carried"]``. Returns the files written."""
     carried = {(r["claim"], r["case"], r["backend"], r["old"]): r for r in rows if r["status"] == "carried"}
@@ -126,6 +146,7 @@ def write_carried(rows: list, records: dict, rtol: float, when: str) -> list:
         data["meta"].setdefault("carried", []).extend(
             {"claim": r["claim"], "case": r["case"], "backend": r["backend"], "from": r["old"], "to": r["new"],
              "reproduced_base_seeds": r["base_seeds"], "points": r["points"], "max_rel_diff": r["max_rel_diff"],
-             "rtol": rtol, "date": when} for r in notes.values())
+             "rtol": rtol, "old_points": "by setting where the key was absent" if by_identity else "by key",
+             "date": when} for r in notes.values())
         Path(f).write_text(json.dumps(data, indent=1))
     return files

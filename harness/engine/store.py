@@ -91,6 +91,18 @@ class Store:
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
 
+    def find_by_identity(self, task) -> list:
+        """Every stored result of ``task``'s point by any code: the rows whose setting, tier, backend, device and
+        dtype are the task's (the table keeps no code column; the key hashes it in). For :mod:`.reverify`'s
+        ``by_identity`` fallback, when the records' code hash was computed by another hashing of the same source."""
+        s = task.setting
+        rows = self._conn.execute(
+            "SELECT result FROM points WHERE claim = ? AND variant = ? AND case_name = ? AND tier = ? AND scale = ? "
+            "AND seed = ? AND backend = ? AND device = ? AND dtype = ? AND premise = ?",
+            (s.claim, s.variant, s.case, task.tier, float(s.scale), int(s.seed), task.backend, task.device,
+             task.dtype, json.dumps(s.premise, sort_keys=True, default=str))).fetchall()
+        return [_decode(json.loads(r[0])) for r in rows]
+
     def runs(self):
         """Distinct (claim, case, tier, backend, device, dtype, base_seed) stored."""
         return self._conn.execute(
