@@ -53,6 +53,7 @@ class Backend:
         self.device, self.dtype = device, dtype
         self.np_dtype = np.dtype(dtype)
         self._cache: dict = {}
+        self._no_vmap: set = set()          # per-example NTK keys the framework could not vmap (batch Jacobian)
 
     def __repr__(self):
         return f"<{self.framework_name} backend {self.device} {self.dtype}>"
@@ -190,8 +191,12 @@ class Backend:
             trainable, frozen = self._split(params)
             k = model.output_dim
             x2e = x1 if x2 is None else x2
-            prim = self._ntvp_ntk if method == "ntvp" else self._jacobian_ntk
             w = {name: float((weights or {}).get(name, 1.0)) for name in trainable}
+            if method != "ntvp":
+                k_flat = self._example_jacobian_ntk(model, trainable, frozen, x1, x2, w)
+                if k_flat is not None:
+                    return self._ntk_shape(k_flat, x1.shape[0], x2e.shape[0], k)
+            prim = self._ntvp_ntk if method == "ntvp" else self._jacobian_ntk
 
             def kern(trainable, frozen, a, b):
                 def f(xx):
@@ -199,10 +204,51 @@ class Backend:
                 return prim(f(a), f(b), trainable, w)
             key = ("gntk", model, prim.__name__, tuple(sorted(w.items())))
             k_flat = self._compile(key, kern)(trainable, frozen, x1, x2e)
-            n1, n2 = x1.shape[0], x2e.shape[0]
-            if k == 1:
-                return self.ops.reshape(k_flat, (n1, n2))
-            return self.ops.transpose4(self.ops.reshape(k_flat, (n1, k, n2, k)))
+            return self._ntk_shape(k_flat, x1.shape[0], x2e.shape[0], k)
+
+    def _ntk_shape(self, k_flat, n1, n2, k):
+        """(N1 k, N2 k) -> (N1, N2) for scalar outputs, else (N1, N2, k, k)."""
+        if k == 1:
+            return self.ops.reshape(k_flat, (n1, n2))
+        return self.ops.transpose4(self.ops.reshape(k_flat, (n1, k, n2, k)))
+
+    def _example_jacobian_ntk(self, model, trainable, frozen, x1, x2, weights):
+        """The Jacobian-contraction NTK, (N1 k, N2 k), from per-example Jacobians: a vmap over the inputs of the
+        Jacobian of one input's outputs (N backward passes over one input each, neural-tangents' ``vmap_axes=0``),
+        where the Jacobian of the whole batch's outputs takes N k passes over all N inputs. The same derivatives;
+        a model whose ``apply`` mixes the inputs of a batch (batch statistics) would differ, and none of the
+        harness's does. ``None`` when the framework cannot vmap the model (a user's torch module with an op
+        functorch does not support): the caller falls back to the batch Jacobian."""
+        key = ("pe-ntk", model, tuple(sorted(weights.items())), x2 is None)
+        if key in self._no_vmap:
+            return None
+        jac = self._example_jacobians(model)
+
+        def kern(trainable, frozen, a, b):
+            ja = jac(trainable, frozen, a)
+            jb = ja if b is None else jac(trainable, frozen, b)
+            out = 0.0
+            for name in ja:
+                u = ja[name].reshape(ja[name].shape[0] * ja[name].shape[1], -1)
+                v = jb[name].reshape(jb[name].shape[0] * jb[name].shape[1], -1)
+                out = out + weights[name] * (u @ v.T)
+            return out
+        try:
+            return self._compile(key, kern)(trainable, frozen, x1, x2)
+        except HarnessError:
+            raise
+        except Exception:                       # noqa: BLE001 - an op the framework cannot vmap: the batch path
+            self._no_vmap.add(key)
+            return None
+
+    def _example_jacobians(self, model):
+        """j(trainable, frozen, x) -> {name: (N, k, *shape)}: every input's own Jacobian, vmapped."""
+        k = model.output_dim
+        ops = self.ops
+
+        def one(tr, fr, xi):
+            return ops.reshape(model.apply({**tr, **fr}, xi[None], ops), (k,))
+        return self._example_jacobian_fn(one)
 
     # -- losses, gradients, Hessians ----------------------------------------------------------------------------
     def _loss_fn(self, model, loss):
@@ -367,6 +413,11 @@ class Backend:
         """f(trainable, frozen, x) -> outputs (N, k)  ==>  j(trainable, frozen, x) -> {name: (N, k, *shape)}."""
         raise NotImplementedError
 
+    def _example_jacobian_fn(self, f: Callable) -> Callable:
+        """f(trainable, frozen, x_i) -> outputs (k,) of ONE input  ==>  j(trainable, frozen, x) -> {name: (N, k,
+        *shape)}: a vmap over the inputs of f's Jacobian."""
+        raise NotImplementedError
+
     def _flatten_by_name(self, tree: dict, lead: int) -> np.ndarray:
         """{name: array (lead dims..., *shape)} -> one array (lead dims..., P), names sorted (the HVP's order)."""
         parts = []
@@ -406,17 +457,27 @@ class Backend:
 
         Returns {name: (N, k, *shape)} NumPy arrays, or with ``flat=True`` one (N, k, P) array, parameters in
         sorted-name order. J J^T (over the flat axis) is the empirical NTK (:meth:`ntk`, ``method="jacobian"``).
+        Computed per input (a vmap of one input's Jacobian), or, for a model the framework cannot vmap, as the
+        Jacobian of the whole batch's outputs.
         """
         with self._context():
             xb = self._x(x)
             trainable, frozen = self._split(params)
             k = model.output_dim
 
-            def f(tr, fr, xx):
-                out = model.apply({**tr, **fr}, xx, self.ops)
-                return self.ops.reshape(out, (out.shape[0], k))
-            j = self._compile(("jac", model), self._jacobian_fn(f))
-            out = j(trainable, frozen, xb)
+            out = None
+            if ("pejac", model) not in self._no_vmap:
+                try:                            # every input's own Jacobian, vmapped (see _example_jacobian_ntk)
+                    out = self._compile(("pejac", model), self._example_jacobians(model))(trainable, frozen, xb)
+                except HarnessError:
+                    raise
+                except Exception:               # noqa: BLE001 - an op the framework cannot vmap: the batch path
+                    self._no_vmap.add(("pejac", model))
+            if out is None:
+                def f(tr, fr, xx):
+                    y = model.apply({**tr, **fr}, xx, self.ops)
+                    return self.ops.reshape(y, (y.shape[0], k))
+                out = self._compile(("jac", model), self._jacobian_fn(f))(trainable, frozen, xb)
             if flat:
                 return self._flatten_by_name(out, 2)
             return {k_: self.to_numpy(v) for k_, v in out.items()}

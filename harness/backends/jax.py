@@ -138,6 +138,10 @@ class JaxBackend(Backend):
     def _jacobian_fn(self, f):
         return self.jax.jacrev(f)
 
+    def _example_jacobian_fn(self, f):
+        jax = self.jax
+        return jax.vmap(jax.jacrev(f), in_axes=(None, None, 0))
+
     def iterate(self, key, step, state, n):
         """``n`` applications of ``step`` as one compiled ``lax.fori_loop`` (``n`` traced: one compilation)."""
         with self._context():

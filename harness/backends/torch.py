@@ -245,6 +245,10 @@ class TorchBackend(Backend):
     def _jacobian_fn(self, f):
         return self.func.jacrev(f)
 
+    def _example_jacobian_fn(self, f):
+        func = self.func
+        return func.vmap(func.jacrev(f), in_dims=(None, None, 0))
+
 
 CPU_THREADS_ENV = "HARNESS_TORCH_THREADS"
 
