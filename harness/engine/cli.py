@@ -833,18 +833,19 @@ def cmd_reverify(args, console):
     if not ids:
         console.print("every calibration record is current: nothing to reverify")
         return 0
-    stores = [Store(path) for path in args.store]
-    try:
-        with make_executor("local", args.workers, progress=not args.no_progress) as ex:
-            rows = reverify(records, ids, stores, ex, args.runs, args.rtol, args.tier, by_identity=args.by_identity)
-    finally:
-        for s in stores:
-            s.close()
-    for r in rows:
+    def report(r):
         console.print(escape(
             f"{r['claim']} [{r['case']}] {r['backend']}: {r['runs_of_code']} runs by code {r['old']} -> {r['new']}: "
             f"{r['status']} ({r['points']} points of base seeds {r['base_seeds']} compared, {r['missing']} not in "
-            f"the store; largest relative difference {r['max_rel_diff']:.3g}, rtol {args.rtol:g})"), soft_wrap=True)
+            f"the stores; largest relative difference {r['max_rel_diff']:.3g}, rtol {args.rtol:g})"), soft_wrap=True)
+    stores = [Store(path) for path in args.store]
+    try:
+        with make_executor("local", args.workers, progress=not args.no_progress) as ex:
+            rows = reverify(records, ids, stores, ex, args.runs, args.rtol, args.tier, by_identity=args.by_identity,
+                            report=report)
+    finally:
+        for s in stores:
+            s.close()
     if args.write:
         when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         for f in write_carried(rows, records, args.rtol, when, args.by_identity):

@@ -84,13 +84,14 @@ def _old_point(stores, task, old: str, by_identity: bool):
 
 
 def reverify(records: dict, ids: list, stores, executor, runs: int = 2, rtol: float = 1e-9, tier: str = "ci",
-             device: str = "cpu", by_identity: bool = False) -> list:
+             device: str = "cpu", by_identity: bool = False, report=None) -> list:
     """One row per stale calibration group of ``ids``: ``{"claim", "case", "backend", "old", "new", "base_seeds",
     "points", "missing", "max_rel_diff", "status"}``, status ``"carried"`` (every compared point agrees),
     ``"differs"`` or ``"no points"`` (none of the sampled runs' first-look points is in ``stores``). The old
     points are looked up by their key (the old code's); with ``by_identity`` a point whose key no store holds is
     taken by its setting when exactly one stored result has it (records whose hash was recomputed by a later
-    hashing of the same source, as when docstrings stopped counting). The new points go to the first store."""
+    hashing of the same source, as when docstrings stopped counting). The new points go to the first store;
+    ``report(row)`` is called as each group is decided."""
     stores = list(stores)
     from .claim import get_claim
     from .sweep import code_version, tasks_for
@@ -124,6 +125,8 @@ def reverify(records: dict, ids: list, stores, executor, runs: int = 2, rtol: fl
                 row["status"] = ("no points" if not row["points"] else
                                  "carried" if row["max_rel_diff"] <= rtol else "differs")
                 rows.append(row)
+                if report is not None:
+                    report(row)
     return rows
 
 

@@ -96,6 +96,11 @@ class Store:
         dtype are the task's (the table keeps no code column; the key hashes it in). For :mod:`.reverify`'s
         ``by_identity`` fallback, when the records' code hash was computed by another hashing of the same source."""
         s = task.setting
+        if not getattr(self, "_identity_index", False):       # the table's key is the hash: index the setting
+            with self._conn:
+                self._conn.execute("CREATE INDEX IF NOT EXISTS points_setting ON points (claim, variant, case_name, "
+                                   "seed)")
+            self._identity_index = True
         rows = self._conn.execute(
             "SELECT result FROM points WHERE claim = ? AND variant = ? AND case_name = ? AND tier = ? AND scale = ? "
             "AND seed = ? AND backend = ? AND device = ? AND dtype = ? AND premise = ?",
