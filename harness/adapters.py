@@ -255,7 +255,8 @@ def from_torch(module, *, name: str | None = None, output_dim: int | None = None
     (``named_buffers()``: BatchNorm's running statistics) and parameters with ``requires_grad=False`` or named in
     ``frozen`` as ``frozen/<name>`` constants. The forward is ``torch.func.functional_call(module, arrays, (x,))``
     in the train/eval mode the module is in (``module.eval()`` first for BatchNorm's running statistics and no
-    dropout; a buffer the forward updates in place is updated on a copy, never on ``params``). ``x`` reaches the
+    dropout; a buffer the forward updates in place is updated on a copy, never on ``params``; in training mode a
+    BatchNorm's batch statistics are one input's in the Jacobian NTK, which is computed per input). ``x`` reaches the
     module as given (e.g. ``(N, C, H, W)`` images); the output must be one tensor ``(N, k)`` (or ``(N,)``, k = 1).
     ``init(seed)`` is the module's current weights for every seed (``reinit``: ``seed -> new module`` for fresh
     ones). See :mod:`harness.adapters` for ``output_dim``, ``example_input``, ``lr``, ``frozen``."""

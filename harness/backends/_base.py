@@ -215,10 +215,13 @@ class Backend:
     def _example_jacobian_ntk(self, model, trainable, frozen, x1, x2, weights):
         """The Jacobian-contraction NTK, (N1 k, N2 k), from per-example Jacobians: a vmap over the inputs of the
         Jacobian of one input's outputs (N backward passes over one input each, neural-tangents' ``vmap_axes=0``),
-        where the Jacobian of the whole batch's outputs takes N k passes over all N inputs. The same derivatives;
-        a model whose ``apply`` mixes the inputs of a batch (batch statistics) would differ, and none of the
-        harness's does. ``None`` when the framework cannot vmap the model (a user's torch module with an op
-        functorch does not support): the caller falls back to the batch Jacobian."""
+        where the Jacobian of the whole batch's outputs takes N k passes over all N inputs. The same derivatives
+        for any model whose outputs for one input do not depend on the others in its batch (every harness model).
+        A model whose ``apply`` mixes the batch's inputs gets each input's NTK as if it were alone: a torch
+        module's BatchNorm in training mode (``BatchNorm1d`` then fails on one input and the batch route is taken;
+        ``BatchNorm2d`` does not fail); put such modules in eval mode, as the adapters ask, or use ``ntvp``.
+        ``None`` when the framework cannot vmap the model (a user's torch module with an op functorch does not
+        support): the caller falls back to the batch Jacobian."""
         key = ("pe-ntk", model, tuple(sorted(weights.items())), x2 is None)
         if key in self._no_vmap:
             return None
