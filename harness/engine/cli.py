@@ -450,13 +450,7 @@ def _calibration_run(job):
         load_path(source)                      # a user claim file, in a fresh worker process
     claim = get_claim(claim_id)
     drawn = draw_premise(claim, base_seed) if case.startswith(SCOPE) else None
-    if drawn is None:
-        kw = dict(case=case, seeds=seeds, base_seed=base_seed, alpha=alpha)
-    elif case == SCOPE:                         # as a claim test draws: the scope covers the cases
-        kw = dict(case="drawn", overrides=drawn, seeds=seeds, base_seed=base_seed, alpha=alpha)
-    else:                                       # "scope:CASE": a claim test of one case, its premise drawn
-        name = case.split(":", 1)[1]
-        kw = dict(case=name, overrides={**claim.cases[name], **drawn}, seeds=seeds, base_seed=base_seed, alpha=alpha)
+    kw = dict(run_case(claim, case, base_seed), seeds=seeds, base_seed=base_seed, alpha=alpha)
     levels = {}
     with Store(store_path) as store:
         (r,) = run_claim(claim_id, tier, backend, device, store=store, law_alpha=law_alpha, **kw)
@@ -470,6 +464,20 @@ def _calibration_run(job):
 
 
 SCOPE = "scope"         # the calibration "case" whose every run draws its premise from the claim's scope
+
+
+def run_case(claim, case: str, base_seed: int) -> dict:
+    """The case and premise overrides of calibration run ``base_seed`` of group ``case``: a case name as it is;
+    ``"scope"`` the premise drawn from the scope, as a claim test draws it (the scope covers the cases);
+    ``"scope:NAME"`` case NAME with the rest drawn, as a claim test of that case runs."""
+    from .claim import draw_premise
+    if not case.startswith(SCOPE):
+        return {"case": case}
+    drawn = draw_premise(claim, base_seed)
+    if case == SCOPE:
+        return {"case": "drawn", "overrides": drawn}
+    name = case.split(":", 1)[1]
+    return {"case": name, "overrides": {**claim.cases[name], **drawn}}
 
 
 def scope_groups(claim) -> list:

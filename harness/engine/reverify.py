@@ -28,20 +28,6 @@ from pathlib import Path
 import numpy as np
 
 
-def run_kwargs(claim, case: str, base_seed: int) -> dict:
-    """The case and premise of calibration run ``base_seed`` of group ``case`` (``"scope"``, ``"scope:NAME"`` or a
-    case name), as :func:`harness.engine.cli._calibration_run` runs it."""
-    from .claim import draw_premise
-    from .cli import SCOPE
-    if not case.startswith(SCOPE):
-        return {"case": case}
-    drawn = draw_premise(claim, base_seed)
-    if case == SCOPE:
-        return {"case": "drawn", "overrides": drawn}
-    name = case.split(":", 1)[1]
-    return {"case": name, "overrides": {**claim.cases[name], **drawn}}
-
-
 def _max_rel_diff(a, b) -> float:
     """The largest |a - b| / max(|a|, |b|) over two results' outputs (0 for equal values, NaN equal to NaN; inf
     when their keys, shapes or NaN patterns differ)."""
@@ -94,6 +80,7 @@ def reverify(records: dict, ids: list, stores, executor, runs: int = 2, rtol: fl
     ``report(row)`` is called as each group is decided."""
     stores = list(stores)
     from .claim import get_claim
+    from .cli import run_case
     from .sweep import code_version, tasks_for
     rows = []
     for (cid, case, t), by_seed in sorted(records.items()):
@@ -110,7 +97,7 @@ def reverify(records: dict, ids: list, stores, executor, runs: int = 2, rtol: fl
                 for b in seeds:
                     if len(row["base_seeds"]) >= runs:
                         break
-                    tasks = tasks_for(claim, tier, backend, device, base_seed=b, **run_kwargs(claim, case, b))
+                    tasks = tasks_for(claim, tier, backend, device, base_seed=b, **run_case(claim, case, b))
                     found = [(task, _old_point(stores, task, old, by_identity)) for task in tasks]
                     pairs = [(task, got) for task, got in found if got is not None]
                     row["missing"] += len(tasks) - len(pairs)
