@@ -27,7 +27,7 @@ from .cnn_kernels import (Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPo
                           _tuple, cnn_kernels)
 from .errors import HarnessError
 from .models import Model, _check_positive_int
-from .parametrisation import get_parametrisation
+from .parametrisation import check_init_dist, draw, gaussian_first_layer, get_parametrisation
 
 
 def _pad(ops, x, axis, lo, hi):
@@ -84,16 +84,19 @@ class CNN(Model):
     for :func:`harness.cnn_kernels.cnn_kernels` (convolutions, activations and average pooling, one readout,
     then :class:`Dense` layers, the last with ``output_dim`` outputs, the others ``channels``); every convolution
     has ``channels`` output channels; ``parametrisation`` from the table (required), relative to
-    ``base_channels``. Inputs are ``(N, *input_shape)``, outputs ``(N, output_dim)``."""
+    ``base_channels``. Inputs are ``(N, *input_shape)``, outputs ``(N, output_dim)``. ``init_dist``: the
+    distribution of the weights, by layer kind or for all (:mod:`harness.parametrisation`; default normal)."""
     input_shape: tuple
     layers: tuple
     channels: int
     parametrisation: str
     output_dim: int = 1
     base_channels: int = 1
+    init_dist: object = "normal"
 
     def __post_init__(self):
         name = f"CNN {self.input_shape}"
+        object.__setattr__(self, "init_dist", check_init_dist(self.init_dist, name))
         shape = tuple(self.input_shape)
         object.__setattr__(self, "input_shape", shape)         # tuples: the model is hashed (compile caches)
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -164,9 +167,10 @@ class CNN(Model):
         for l, (layer, kind, _, fan_out, shape, ws, bs) in enumerate(self._plan):
             if kind is None:
                 continue
-            params[f"W{l}"] = ws.init_std * rng.standard_normal(shape)
+            params[f"W{l}"] = draw(rng, shape, ws.init_std, self.init_dist, kind)
             if bs is not None:
-                params[f"b{l}"] = bs.init_std * rng.standard_normal((fan_out,))
+                params[f"b{l}"] = draw(rng, (fan_out,), bs.init_std, self.init_dist,
+                                       "output_bias" if kind == "output" else "bias")
         return params
 
     def apply(self, params, x, ops):
@@ -212,7 +216,11 @@ class CNN(Model):
 
     def analytic_kernels(self, x1, x2=None, block: int = 16):
         """Infinite-width (NNGP, NTK) of this architecture in the NTK parametrisation (stax's), float64:
-        :func:`harness.cnn_kernels.cnn_kernels` on ``(N, *input_shape)`` images."""
+        :func:`harness.cnn_kernels.cnn_kernels` on ``(N, *input_shape)`` images. Gaussian first-layer weights
+        and biases are assumed: another ``init_dist`` for them is refused (use :mod:`harness.montecarlo`)."""
+        if not gaussian_first_layer(self.init_dist):
+            raise HarnessError(f"CNN {self.input_shape}: analytic_kernels assumes normal input-layer weights and "
+                               f"biases (init_dist {self.init_dist!r}); use harness.montecarlo's Monte Carlo kernels")
         for name, x in (("x1", x1), ("x2", x2)):
             if x is not None and tuple(np.shape(x)[1:]) != tuple(self.input_shape):
                 raise HarnessError(f"CNN {self.input_shape}: {name} has image shape {tuple(np.shape(x)[1:])}")

@@ -10,8 +10,10 @@ bias what is measured). Unlike :func:`harness.models.output_scaled` (``f(w) - f(
 move. It works for every model (the MLP, the CNN, the transformer, a user's adapted module) and every backend
 method; each copy keeps the model's per-layer learning rates.
 
-(Per-layer weight distributions other than the Gaussian, a row of the parametrisation table, are still to come:
-issue 25.)
+Per-layer weight distributions (uniform, Rademacher, a sampler of one's own) are the parametrisation table's last
+column, a built-in model's ``init_dist`` (:mod:`harness.parametrisation`), and compose with this: a paper's
+"uniform biases, +-1 input weights, anti-symmetric copy" is
+``antisymmetric(MLP(..., init_dist={"input": "rademacher", "bias": "uniform"}))``.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .activations import get_activation
 from .errors import HarnessError
-from .parametrisation import get_parametrisation
+from .parametrisation import check_init_dist, draw, gaussian_first_layer, get_parametrisation
 
 FROZEN = "frozen/"
 
@@ -75,7 +75,10 @@ class MLP(Model):
     Layer l computes ``h_l = mult_l * (x_{l-1} @ W_l) + bias_mult_l * b_l`` and ``x_l = phi(h_l)``; the scales come
     from the parametrisation's abc-table (see :mod:`harness.parametrisation`) relative to ``base_width``.
     ``weight_std`` defaults to the activation's natural value (sqrt 2 for ReLU, 1 otherwise).
-    ``zero_readout`` initialises the readout at zero (muP's variant).
+    ``zero_readout`` initialises the readout at zero (muP's variant). ``init_dist`` is the distribution the
+    weights are drawn from (the std stays the table's): ``"normal"`` (default), ``"uniform"``, ``"rademacher"``, a
+    sampler ``(rng, shape) -> array``, or a mapping by layer kind (``{"input": "rademacher", "bias": "uniform"}``;
+    :mod:`harness.parametrisation`).
     """
     input_dim: int
     width: int
@@ -88,8 +91,10 @@ class MLP(Model):
     bias_std: float = 0.1
     base_width: int = 1
     zero_readout: bool = False
+    init_dist: object = "normal"
 
     def __post_init__(self):
+        object.__setattr__(self, "init_dist", check_init_dist(self.init_dist, "MLP"))
         for name in ("input_dim", "width", "output_dim", "base_width"):
             _check_positive_int(name, getattr(self, name))
         if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or self.depth < 0:
@@ -138,9 +143,10 @@ class MLP(Model):
         params = {}
         for l, ((kind, fan_in, fan_out), (ws, bs)) in enumerate(zip(self.layers(), self.scales())):
             std = 0.0 if (kind == "output" and self.zero_readout) else ws.init_std
-            params[f"W{l}"] = std * rng.standard_normal((fan_in, fan_out))
+            params[f"W{l}"] = draw(rng, (fan_in, fan_out), std, self.init_dist, kind)
             if self.bias:
-                params[f"b{l}"] = bs.init_std * rng.standard_normal((fan_out,))
+                params[f"b{l}"] = draw(rng, (fan_out,), bs.init_std, self.init_dist,
+                                       "output_bias" if kind == "output" else "bias")
         return params
 
     def _forward(self, params, x, ops):
@@ -248,8 +254,13 @@ class MLP(Model):
         return total
 
     def analytic_kernels(self, x1, x2=None):
-        """Infinite-width (NNGP, NTK) of this architecture in the NTK parametrisation (numpy, float64)."""
+        """Infinite-width (NNGP, NTK) of this architecture in the NTK parametrisation (numpy, float64). Gaussian
+        first-layer weights and biases are assumed: another ``init_dist`` for them is refused (use
+        :mod:`harness.montecarlo`'s kernels)."""
         from .analytic import mlp_kernels
+        if not gaussian_first_layer(self.init_dist):
+            raise HarnessError("MLP.analytic_kernels assumes normal input-layer weights and biases (init_dist "
+                               f"{self.init_dist!r}); use harness.montecarlo's Monte Carlo kernels")
         return mlp_kernels(x1, x2, depth=self.depth, activation=self.activation,
                            weight_std=self.s_w, bias_std=self.bias_std if self.bias else 0.0)
 

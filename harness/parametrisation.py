@@ -27,10 +27,24 @@ scales it with the width: init, multiplier and both learning rates as at ``m = 1
 ``bias`` entry, which gave it muP's and mean-field's SGD rate x m: D2-SGD's optimum drifted down with the width.)
 
 At ``m = 1`` (width == base_width) mup coincides with standard, and mean-field with ntk: the multipliers all equal 1.
+
+**The distribution a layer's weights are drawn from** is the table's last column: ``init std`` above is the std of
+whatever distribution the layer kind is given (:data:`DISTRIBUTIONS`, each drawn with mean 0 and variance 1 and
+then multiplied by the std): ``normal`` (the default), ``uniform`` (on ``[-sqrt 3, sqrt 3]``), ``rademacher``
+(``+-1``), or a sampler of the user's ``(rng, shape) -> array`` (a NumPy ``Generator``; unit variance is the
+user's to keep, or the std no longer means the std). A built-in model's ``init_dist`` names one for every layer
+(``"uniform"``) or one per layer kind (``{"input": "rademacher", "bias": "uniform"}``, the others normal), so a
+paper's initialisation (uniform biases, +-1 input weights) keeps the table's scales, multipliers and learning
+rates. With the default every model draws exactly what it drew before ``init_dist`` existed. The infinite-width
+kernels (``analytic_kernels``) assume Gaussian first-layer pre-activations: with a non-normal ``input`` or ``bias``
+distribution they refuse and point to :mod:`harness.montecarlo` (deeper layers are Gaussian in the limit whatever
+their distribution, by the central limit theorem). The anti-symmetric (zero-output) initialisation composes with
+all of this: :func:`harness.inits.antisymmetric`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -113,3 +127,64 @@ def get_parametrisation(name: str) -> Parametrisation:
     except KeyError:
         raise HarnessError(
             f"unknown parametrisation {name!r}; known: {', '.join(PARAMETRISATIONS)}") from None
+
+
+# -- the distribution of a layer's weights (the table's last column) -------------------------------------------------
+SQRT3 = float(np.sqrt(3.0))
+
+DISTRIBUTIONS: dict[str, Callable] = {
+    "normal": lambda rng, shape: rng.standard_normal(shape),
+    "uniform": lambda rng, shape: rng.uniform(-SQRT3, SQRT3, shape),
+    "rademacher": lambda rng, shape: 2.0 * rng.integers(0, 2, shape) - 1.0,
+}
+"""Mean-0, variance-1 samplers ``(rng, shape) -> array`` by name; a layer's weights are ``init_std`` times a draw."""
+
+def check_init_dist(spec, owner: str = "model"):
+    """``spec`` as a model stores it (hashable): a distribution name or a sampler (every layer), or a mapping
+    ``{layer kind: name or sampler}`` (the kinds it lacks: normal) made a sorted tuple of pairs. Raises
+    :class:`~harness.errors.HarnessError` naming the field for an unknown name or kind."""
+    def one(v, where):
+        if callable(v):
+            return v
+        if isinstance(v, str) and v in DISTRIBUTIONS:
+            return v
+        raise HarnessError(f"{owner}: field init_dist{where}: unknown distribution {v!r}; known: "
+                           f"{', '.join(DISTRIBUTIONS)}, or a sampler (rng, shape) -> array")
+    if isinstance(spec, dict):
+        for k in spec:
+            if k not in LAYER_KINDS:
+                raise HarnessError(f"{owner}: field init_dist: unknown layer kind {k!r}; kinds: "
+                                   f"{', '.join(LAYER_KINDS)}")
+        return tuple(sorted((k, one(v, f"[{k!r}]")) for k, v in spec.items()))
+    if isinstance(spec, tuple) and all(isinstance(u, tuple) and len(u) == 2 for u in spec):
+        return check_init_dist(dict(spec), owner)
+    return one(spec, "")
+
+
+def init_dist_of(spec, kind: str):
+    """The distribution (name or sampler) that ``spec`` (checked by :func:`check_init_dist`) gives ``kind``."""
+    if isinstance(spec, tuple):
+        table = dict(spec)
+        # the readout's bias is a bias: it follows "bias" unless "output_bias" is named
+        return table.get(kind, table.get("bias", "normal") if kind == "output_bias" else "normal")
+    return spec
+
+
+def draw(rng, shape, std: float, spec="normal", kind: str = "hidden") -> np.ndarray:
+    """``std`` times a draw of ``shape`` from the distribution ``spec`` gives layer ``kind``: the one way every
+    built-in model draws a weight (``normal``: ``std * rng.standard_normal(shape)``, as they always drew)."""
+    dist = init_dist_of(spec, kind)
+    sample = DISTRIBUTIONS[dist] if isinstance(dist, str) else dist
+    out = np.asarray(sample(rng, tuple(shape)), dtype=float)
+    if out.shape != tuple(shape):
+        raise HarnessError(f"init_dist sampler {getattr(dist, '__name__', dist)!r} for {kind!r} returned shape "
+                           f"{out.shape}, expected {tuple(shape)}")
+    return std * out
+
+
+def gaussian_first_layer(spec) -> bool:
+    """Whether every pre-activation is Gaussian at infinite width under ``spec`` (what the analytic kernels
+    assume): the ``input`` kind normal (the first layer sums finitely many inputs) and the ``bias`` kind normal (a
+    bias enters each pre-activation unsummed); deeper weights are Gaussian in the limit whatever their
+    distribution."""
+    return all(init_dist_of(spec, k) == "normal" for k in ("input", "bias"))

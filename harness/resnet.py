@@ -26,9 +26,14 @@ from .activations import get_activation
 from .cnn import conv
 from .errors import HarnessError
 from .models import Model, _check_positive_int
-from .parametrisation import get_parametrisation
+from .parametrisation import check_init_dist, draw, get_parametrisation
 
 BRANCHES = ("1", "depth-mup")
+
+
+def _kind(name: str) -> str:
+    """A residual net's parameter's row of the table: ``W_in`` input, ``W_out`` output, the blocks' hidden."""
+    return {"W_in": "input", "W_out": "output"}.get(name, "hidden")
 
 
 def _check_branch(name, branch, depth):
@@ -41,7 +46,8 @@ def _check_branch(name, branch, depth):
 class ResMLP(Model):
     """A residual MLP on ``(N, input_dim)`` inputs: input layer, ``depth`` blocks ``h + branch * W2 phi(W1 h)``
     of ``width`` features, readout ``output_dim``. ``branch``: ``"1"`` or ``"depth-mup"`` (``1/sqrt(depth)``);
-    ``parametrisation`` from the table (required), relative to ``base_width``."""
+    ``parametrisation`` from the table (required), relative to ``base_width``; ``init_dist`` the weights'
+    distribution (:mod:`harness.parametrisation`; default normal)."""
     input_dim: int
     width: int
     depth: int
@@ -50,9 +56,11 @@ class ResMLP(Model):
     activation: str = "relu"
     output_dim: int = 1
     base_width: int = 1
+    init_dist: object = "normal"
 
     def __post_init__(self):
         name = f"ResMLP(width={self.width}, depth={self.depth})"
+        object.__setattr__(self, "init_dist", check_init_dist(self.init_dist, name))
         for field in ("input_dim", "width", "depth", "output_dim", "base_width"):
             _check_positive_int(f"{name}: {field}", getattr(self, field))
         _check_branch(name, self.branch, self.depth)
@@ -79,7 +87,8 @@ class ResMLP(Model):
 
     def init(self, seed: int) -> dict:
         rng = np.random.default_rng(seed)
-        return {k: sc.init_std * rng.standard_normal(shape) for k, (shape, sc) in self._layers.items()}
+        return {k: draw(rng, shape, sc.init_std, self.init_dist, _kind(k))
+                for k, (shape, sc) in self._layers.items()}
 
     def _lin(self, ops, h, params, name):
         y = ops.matmul(h, params[name])
@@ -104,7 +113,7 @@ class ResCNN(Model):
     convolution to ``channels`` channels, ``depth`` blocks ``h + branch * conv2(phi(conv1(phi(h))))`` with
     ``filter``-wide SAME convolutions, global average pooling, readout ``output_dim``. ``branch``: ``"1"`` or
     ``"depth-mup"`` (``1/sqrt(depth)``); ``parametrisation`` from the table (required), relative to
-    ``base_channels``."""
+    ``base_channels``; ``init_dist`` the weights' distribution (:mod:`harness.parametrisation`; default normal)."""
     input_shape: tuple
     channels: int
     depth: int
@@ -114,11 +123,13 @@ class ResCNN(Model):
     filter: int = 3
     output_dim: int = 1
     base_channels: int = 1
+    init_dist: object = "normal"
 
     def __post_init__(self):
         shape = tuple(self.input_shape)
         object.__setattr__(self, "input_shape", shape)         # a tuple: the model is hashed (compile caches)
         name = f"ResCNN {shape}"
+        object.__setattr__(self, "init_dist", check_init_dist(self.init_dist, name))
         if len(shape) not in (2, 3) or any(isinstance(u, bool) or int(u) != u or u < 1 for u in shape):
             raise HarnessError(f"{name}: input_shape must be (H, C) or (H, W, C) positive integers, got "
                                f"{self.input_shape!r}")
@@ -156,7 +167,8 @@ class ResCNN(Model):
 
     def init(self, seed: int) -> dict:
         rng = np.random.default_rng(seed)
-        return {k: sc.init_std * rng.standard_normal(shape) for k, (shape, sc) in self._layers.items()}
+        return {k: draw(rng, shape, sc.init_std, self.init_dist, _kind(k))
+                for k, (shape, sc) in self._layers.items()}
 
     def _conv(self, ops, h, params, name):
         y = conv(ops, h, params[name], 1, "SAME", self.spatial)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import HarnessError
 from .models import Model, _check_positive_int
-from .parametrisation import get_parametrisation
+from .parametrisation import check_init_dist, draw, get_parametrisation
 
 LN_EPS = 1e-5
 
@@ -70,7 +70,9 @@ class Transformer(Model):
     ``heads``-head self-attention and a ReLU MLP (``mlp_ratio * width`` hidden units) of ``width`` features, the
     readout ``output_dim`` outputs from the positions' mean (``readout="mean"``) or the last position
     (``"last"``). ``parametrisation`` from the table (required), relative to ``base_width``; ``causal`` masks
-    later positions."""
+    later positions. ``init_dist``: the weights' distribution by layer kind (the embedding ``input``, the position
+    table ``bias``, the attention and MLP matrices ``hidden``, the readout ``output``; :mod:`harness.parametrisation`;
+    default normal); layer norms start at gain 1, bias 0, and muP's query at zero, whatever it says."""
     input_dim: int
     seq_len: int
     width: int
@@ -83,9 +85,11 @@ class Transformer(Model):
     mlp_ratio: int = 4
     readout: str = "mean"
     pos_std: float = 0.1
+    init_dist: object = "normal"
 
     def __post_init__(self):
         name = f"Transformer(width={self.width}, heads={self.heads})"
+        object.__setattr__(self, "init_dist", check_init_dist(self.init_dist, name))
         for field in ("input_dim", "seq_len", "width", "heads", "output_dim", "base_width", "mlp_ratio"):
             _check_positive_int(f"{name}: {field}", getattr(self, field))
         if isinstance(self.depth, bool) or int(self.depth) != self.depth or self.depth < 0:
@@ -143,7 +147,7 @@ class Transformer(Model):
             elif std == 0.0 or (k.startswith("wq") and self.parametrisation == "mup"):
                 params[k] = np.zeros(shape)                     # muP's zero-initialised query
             else:
-                params[k] = self._scales[k].init_std * rng.standard_normal(shape)
+                params[k] = draw(rng, shape, self._scales[k].init_std, self.init_dist, kind)
         return params
 
     def _lin(self, ops, h, params, name):
