@@ -1,4 +1,6 @@
 """Backend.train: descent, determinism of minibatch order, recording, argument checks, cross-entropy."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -231,3 +233,63 @@ def test_torch_mlp_gradient_written_out_is_autograds(case, loss):
     assert mlp_value_and_grad(b, model, lambda out, yy, ops: ops.sum(out)) is None
     from harness import output_scaled
     assert mlp_value_and_grad(b, output_scaled(model, 2.0), loss) is None
+
+
+# -- train_chunk: full-batch steps several per compiled call (issue 25's small-model training) -----------------------
+def _chunk_case():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 3))
+    return MLP(3, 16, 2, "mup", bias=True, base_width=4), x, np.sin(x[:, :1])
+
+
+@pytest.mark.parametrize("opt", [sgd(0.05, momentum=0.9), adam(0.01)], ids=["sgd-momentum", "adam"])
+def test_train_chunk_trains_as_the_one_step_default(backend_name, opt):
+    """``train_chunk`` changes how many steps one compiled call runs, not what they compute: the records (steps,
+    loss at each record) and the final parameters equal the default's, on a muP MLP (per-layer rates), with
+    records every 4 steps so that chunks end at records and a remainder is left (K = 3: 3 + 1 per record
+    interval; 10 steps). JAX's fori_loop gives the very numbers; torch's compiled graph reorders float64
+    arithmetic (1e-12 of the scale)."""
+    from harness.backends import get_backend
+    if backend_name == "torch" and opt.kind == "sgd":
+        pytest.skip("torch.compile costs ~15 s a graph: torch is checked with Adam, the state with the step count")
+    model, x, y = _chunk_case()
+    plain, chunked = get_backend(backend_name, dtype="float64"), get_backend(backend_name, dtype="float64",
+                                                                            train_chunk=3)
+    a = plain.train(model, plain.init(model, 1), x, y, opt, 10, record_every=4)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="train_chunk")   # no fallback to eager: it compiled
+        b = chunked.train(model, chunked.init(model, 1), x, y, opt, 10, record_every=4)
+    np.testing.assert_array_equal(a.steps, b.steps)
+    rtol = 0.0 if backend_name == "jax" else 1e-12
+    np.testing.assert_allclose(b.history["loss"], a.history["loss"], rtol=rtol, atol=0)
+    for k in a.params:
+        np.testing.assert_allclose(chunked.to_numpy(b.params[k]), plain.to_numpy(a.params[k]), rtol=0,
+                                   atol=rtol * np.abs(plain.to_numpy(a.params[k])).max())
+
+
+def test_train_chunk_falls_back_to_eager_steps_with_a_warning():
+    """A model torch.compile cannot capture whole (a branch on a tensor's value: a graph break) trains one eager
+    step at a time, as without ``train_chunk``, after one warning that says so."""
+    from harness import FunctionModel
+    from harness.backends import get_backend, is_installed
+    if not is_installed("torch"):
+        pytest.skip("torch is not installed")
+
+    def apply(p, x, ops):
+        if ops.sum(p["w"]) > 1e9:                                     # data-dependent: dynamo breaks the graph
+            return ops.matmul(x, p["w"]) * 0.0
+        return ops.matmul(x, p["w"])
+    model = FunctionModel("item", lambda s: {"w": np.random.default_rng(s).standard_normal((3, 1))}, apply)
+    _, x, y = _chunk_case()
+    plain, chunked = get_backend("torch", dtype="float64"), get_backend("torch", dtype="float64", train_chunk=4)
+    a = plain.train(model, plain.init(model, 0), x, y, sgd(0.1), 9, record_every=9)
+    with pytest.warns(RuntimeWarning, match="train_chunk: torch.compile could not compile"):
+        b = chunked.train(model, chunked.init(model, 0), x, y, sgd(0.1), 9, record_every=9)
+    np.testing.assert_array_equal(plain.to_numpy(a.params["w"]), chunked.to_numpy(b.params["w"]))
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "4"])
+def test_train_chunk_must_be_a_non_negative_integer(backend_name, bad):
+    from harness.backends import get_backend
+    with pytest.raises(HarnessError, match="train_chunk must be a non-negative integer"):
+        get_backend(backend_name, train_chunk=bad)

@@ -29,8 +29,10 @@ def available_backends() -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def get_backend(name: str, device: str = "cpu", dtype: str = "float32") -> Backend:
-    """The backend ``name`` ("torch" or "jax") on ``device`` ("cpu"/"cuda") computing in ``dtype``.
+def get_backend(name: str, device: str = "cpu", dtype: str = "float32", train_chunk: int = 0) -> Backend:
+    """The backend ``name`` ("torch" or "jax") on ``device`` ("cpu"/"cuda") computing in ``dtype``;
+    ``train_chunk`` > 0 runs :meth:`Backend.train`'s full-batch steps that many per compiled call (see
+    :class:`Backend`).
 
     Raises :class:`HarnessError` (one line) for an unknown name, a framework that is not installed, or a device
     the framework cannot reach.
@@ -40,7 +42,7 @@ def get_backend(name: str, device: str = "cpu", dtype: str = "float32") -> Backe
     module, cls, package = BACKENDS[name]
     if not is_installed(name):
         raise HarnessError(f"backend {name!r} is not installed: the {package!r} package cannot be imported")
-    return getattr(importlib.import_module(module), cls)(device=device, dtype=dtype)
+    return getattr(importlib.import_module(module), cls)(device=device, dtype=dtype, train_chunk=train_chunk)
 
 
 __all__ = ["Backend", "TrainResult", "BACKENDS", "get_backend", "available_backends", "is_installed"]

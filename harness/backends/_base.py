@@ -42,10 +42,18 @@ class Backend:
     Its methods take models (:class:`~harness.models.Model`), NumPy inputs and targets, and ``params`` in the
     backend's own arrays (from :meth:`init`, :meth:`init_ensemble` or :meth:`load_params`), and return NumPy arrays
     (or dicts of them). ``ops`` is the backend's array namespace, the one a model's ``apply`` computes with (see
-    the ops section). A loss is a name (``"mse"``, ``"cross_entropy"``) or a function ``(outputs, y, ops)``."""
+    the ops section). A loss is a name (``"mse"``, ``"cross_entropy"``) or a function ``(outputs, y, ops)``.
+
+    ``train_chunk`` (``get_backend(..., train_chunk=K)``; default 0, off): :meth:`train`'s full-batch steps between
+    two records run up to ``K`` at a time in one compiled call (JAX: a ``lax.fori_loop``; torch: ``torch.compile``
+    of ``K`` steps, which costs seconds to compile per model and optimizer and pays back over thousands of steps).
+    The numbers equal the one-step-per-call default's up to rounding; the claims never set it."""
     framework_name: str = ""
 
-    def __init__(self, device: str = "cpu", dtype: str = "float32"):
+    def __init__(self, device: str = "cpu", dtype: str = "float32", train_chunk: int = 0):
+        if isinstance(train_chunk, bool) or not isinstance(train_chunk, (int, np.integer)) or train_chunk < 0:
+            raise HarnessError(f"train_chunk must be a non-negative integer, got {train_chunk!r}")
+        self.train_chunk = int(train_chunk)
         if dtype not in DTYPES:
             raise HarnessError(f"unknown dtype {dtype!r}; choose float32 or float64")
         if device not in DEVICES:
@@ -352,6 +360,8 @@ class Backend:
         ``record`` maps names to ``fn(params, step) -> array-like``, evaluated every ``record_every`` steps and at
         the end (params are backend arrays, frozen ones included); the training loss is always recorded as
         ``loss``. The per-layer learning-rate multipliers come from ``model.lr_multipliers(optimizer.kind)``.
+        Full-batch steps between records run ``train_chunk`` at a time where the backend was given one (see the
+        class); many networks at once: :func:`harness.ensembles.train_ensemble`.
         """
         if isinstance(steps, bool) or int(steps) != steps or steps < 0:
             raise HarnessError(f"steps must be a non-negative integer, got {steps!r}")
@@ -382,28 +392,44 @@ class Backend:
                 for name, fn in record.items():
                     hist[name].append(np.asarray(fn(p, t)))
 
-            for t in range(int(steps)):
+            t = 0
+            while t < int(steps):
                 recorded = t % record_every == 0
                 if recorded:
                     # full batch: the step's own loss value (at these parameters) is recorded, no second forward
                     snapshot(t, with_loss=not full_batch)
                 if full_batch:
-                    xb, yb = xa, ya
+                    # every step up to the next record (or the end) at once: the backend may run them in fewer
+                    # dispatches (``train_chunk``); the value returned is the first step's
+                    m = min(record_every - t % record_every, int(steps) - t)
+                    trainable, state, value = self._run_steps(step, (model, optimizer, loss), trainable, frozen,
+                                                              state, xa, ya, m)
                 else:
+                    m = 1
                     if order is None or pos + batch_size > n:
                         order, pos = rng.permutation(n), 0
                     idx = self._index(order[pos:pos + batch_size])
                     pos += batch_size
-                    xb, yb = xa[idx], ya[idx]
-                trainable, state, value = step(trainable, frozen, state, xb, yb)
+                    trainable, state, value = step(trainable, frozen, state, xa[idx], ya[idx])
                 if recorded and full_batch:
                     hist["loss"].append(float(self.to_numpy(value)))
+                t += m
             snapshot(int(steps))
             history = {k: np.stack(v) if v else np.zeros(0) for k, v in hist.items()}
             return TrainResult({**trainable, **frozen}, np.asarray(steps_rec), history)
 
     def _index(self, idx: np.ndarray):
         return idx
+
+    def _run_steps(self, step, key, trainable, frozen, state, x, y, n: int):
+        """``n`` >= 1 full-batch steps of the compiled ``step`` (from :meth:`train_step_fn` for ``key`` = (model,
+        optimizer, loss)): ``(trainable, state, the first step's loss value)``. Here one dispatch per step; a
+        backend with ``train_chunk`` > 0 runs up to that many steps per dispatch (its own numbers, equal to these
+        up to rounding)."""
+        trainable, state, first = step(trainable, frozen, state, x, y)
+        for _ in range(n - 1):
+            trainable, state, _ = step(trainable, frozen, state, x, y)
+        return trainable, state, first
 
     # -- per-example gradients and the Jacobian of the outputs (issue 12) ---------------------------------------
     # Primitives: ``_per_example_grad_fn`` and ``_jacobian_fn``, one per framework (torch.func / jax transforms).

@@ -54,8 +54,8 @@ class JaxOps:
 class JaxBackend(Backend):
     framework_name = "jax"
 
-    def __init__(self, device: str = "cpu", dtype: str = "float32"):
-        super().__init__(device, dtype)
+    def __init__(self, device: str = "cpu", dtype: str = "float32", train_chunk: int = 0):
+        super().__init__(device, dtype, train_chunk)
         try:
             import jax
             import jax.numpy as jnp
@@ -141,6 +141,28 @@ class JaxBackend(Backend):
     def _example_jacobian_fn(self, f):
         jax = self.jax
         return jax.vmap(jax.jacrev(f), in_axes=(None, None, 0))
+
+    def _run_steps(self, step, key, trainable, frozen, state, x, y, n):
+        """With ``train_chunk`` K: the first step, then up to K - 1 more as one ``lax.fori_loop`` per call (the
+        trip count traced: one compilation per model, optimizer and loss)."""
+        if not self.train_chunk or n < 2:
+            return super()._run_steps(step, key, trainable, frozen, state, x, y, n)
+        k = (("train-loop", key), self.dtype)
+        if k not in self._cache:
+            lax = self.jax.lax
+
+            def loop(tr, fr, st, xx, yy, m):
+                tr, st, first = step(tr, fr, st, xx, yy)
+                tr, st = lax.fori_loop(0, m, lambda i, c: step(c[0], fr, c[1], xx, yy)[:2], (tr, st))
+                return tr, st, first
+            self._cache[k] = self.jax.jit(loop)
+        done, first, i32 = 0, None, self.jnp.int32
+        while done < n:
+            m = min(self.train_chunk, n - done)
+            trainable, state, value = self._cache[k](trainable, frozen, state, x, y, self.jnp.asarray(m - 1, i32))
+            first = value if first is None else first
+            done += m
+        return trainable, state, first
 
     def iterate(self, key, step, state, n):
         """``n`` applications of ``step`` as one compiled ``lax.fori_loop`` (``n`` traced: one compilation)."""

@@ -111,8 +111,8 @@ class TorchOps:
 class TorchBackend(Backend):
     framework_name = "torch"
 
-    def __init__(self, device: str = "cpu", dtype: str = "float32"):
-        super().__init__(device, dtype)
+    def __init__(self, device: str = "cpu", dtype: str = "float32", train_chunk: int = 0):
+        super().__init__(device, dtype, train_chunk)
         try:
             import torch
             import torch.func
@@ -202,6 +202,61 @@ class TorchBackend(Backend):
             return trainable, state, value
         return self._compile(("step", model, optimizer, loss), step)
 
+    def _run_steps(self, step, key, trainable, frozen, state, x, y, n):
+        """With ``train_chunk`` K: whole chunks of K steps as one ``torch.compile``d call (the K steps unrolled:
+        autodiff by ``torch.func``, the optimizer's per-parameter formula, its step count a tensor so that one
+        graph serves every chunk), the remainder one eager step at a time. A model or loss that torch.compile
+        cannot capture whole falls back to eager steps, with one warning."""
+        if not self.train_chunk or n < self.train_chunk:
+            return super()._run_steps(step, key, trainable, frozen, state, x, y, n)
+        chunk = self._train_chunk_fn(key)
+        first, done = None, 0
+        if chunk is not None:
+            torch = self.torch
+            while n - done >= self.train_chunk and chunk is not None:
+                t = state["t"]
+                try:
+                    trainable, new, value = chunk(trainable, frozen, {**state, "t": torch.tensor(
+                        float(t), dtype=self._tdtype, device=self._device)}, x, y)
+                except Exception as e:          # noqa: BLE001 (dynamo's errors have no common base)
+                    self._train_chunk_failed(key, e)
+                    break
+                state = {**new, "t": t + self.train_chunk}
+                first = value if first is None else first
+                done += self.train_chunk
+        if done < n:
+            trainable, state, value = super()._run_steps(step, key, trainable, frozen, state, x, y, n - done)
+            first = value if first is None else first
+        return trainable, state, first
+
+    def _train_chunk_fn(self, key):
+        k = ("train-chunk", key, self.dtype, self.train_chunk)
+        if k not in self._cache:
+            model, optimizer, loss = key
+            torch, K = self.torch, self.train_chunk
+            grad_and_value = torch.func.grad_and_value(self._loss_fn(model, loss))
+            mults, ops = model.lr_multipliers(optimizer.kind), _Unfused(self.ops)
+
+            def chunk(tr, fr, st, xx, yy):
+                first = None
+                for _ in range(K):
+                    grads, value = grad_and_value(tr, fr, xx, yy)
+                    tr, st = optimizer.update(grads, st, tr, mults, ops)
+                    first = value if first is None else first
+                return tr, st, first
+            self._cache[k] = torch.compile(chunk, fullgraph=True, dynamic=False)
+        return self._cache[k]
+
+    def _train_chunk_failed(self, key, error):
+        import warnings
+        self._cache[("train-chunk", key, self.dtype, self.train_chunk)] = None
+        error = getattr(error, "inner_exception", None) or error         # inductor's failure wraps the cause
+        text = str(error).strip()
+        first = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+        warnings.warn(f"train_chunk: torch.compile could not compile the training step of "
+                      f"{getattr(key[0], 'name', type(key[0]).__name__)} ({first[:200]}); training one eager step "
+                      "at a time", RuntimeWarning, stacklevel=4)
+
     def _ensemble_value_and_grad(self, model, loss):
         """Loss and gradient of an ensemble's summed member losses written out, for :func:`harness.ensembles.
         train_ensemble` (the built-in MLP and losses; ``None`` otherwise: autograd)."""
@@ -248,6 +303,19 @@ class TorchBackend(Backend):
     def _example_jacobian_fn(self, f):
         func = self.func
         return func.vmap(func.jacrev(f), in_dims=(None, None, 0))
+
+
+class _Unfused:
+    """``ops`` without :meth:`TorchOps.adam_update` (its Python-number rates would fix the step count in a compiled
+    graph): the optimizer's per-parameter formula, which torch.compile fuses itself."""
+
+    def __init__(self, ops):
+        self._ops = ops
+
+    def __getattr__(self, name):
+        if name == "adam_update":
+            raise AttributeError(name)
+        return getattr(self._ops, name)
 
 
 CPU_THREADS_ENV = "HARNESS_TORCH_THREADS"
