@@ -62,15 +62,16 @@ def data(n, d, seed=0, k=None):
     return x, (None if k is None else rng.standard_normal((n, k)))
 
 
-def get_backend_or_skip(backend, device, dtype="float32", fresh=False):
+def get_backend_or_skip(backend, device, dtype="float32", fresh=False, **options):
     """The harness backend, or :class:`SkipNotImplemented` if it cannot run here.
 
-    ``fresh`` bypasses :func:`harness.get_backend`'s instance cache, so nothing compiled earlier is reused.
+    ``fresh`` bypasses :func:`harness.get_backend`'s instance cache, so nothing compiled earlier is reused;
+    ``options`` go to it (``train_chunk``).
     """
     try:
         from harness.backends import get_backend
         make = get_backend.__wrapped__ if fresh else get_backend
-        return make(backend, device, dtype)
+        return make(backend, device, dtype, **options)
     except (NameError, ImportError, HarnessError) as e:     # NameError: harness itself failed to import
         raise SkipNotImplemented(f"{backend}:{device} unavailable: {e}") from None
 

@@ -1,5 +1,5 @@
 """One compiled training step (loss, gradient, optimiser update) of an MLP, SGD and Adam, on torch and JAX."""
-from .common import BackendBenchmark, REF_INPUT_DIM, data, mlp
+from .common import BackendBenchmark, REF_INPUT_DIM, data, get_backend_or_skip, mlp
 
 try:
     from harness import adam, sgd
@@ -7,6 +7,7 @@ except ImportError:
     pass
 
 N_TRAIN = 256
+CHUNK = {"torch": 10, "jax": 500}        # train_chunk: torch.compile's K unrolled steps; JAX's loop takes any count
 
 
 class TrainStep(BackendBenchmark):
@@ -39,11 +40,13 @@ class TrainStep(BackendBenchmark):
 
 class SmallNetTraining(BackendBenchmark):
     """Issue 25's kind of training: ``Backend.train`` of a wide shallow ReLU net (width 256, one hidden layer,
-    biases, NTK parametrisation) on 32 points in 4-d, 500 full-batch steps, and the same as 36 networks (one per
-    seed) trained as one ensemble by :func:`harness.ensembles.train_ensemble`. float64. Per-step dispatch, not
-    arithmetic, is most of a small net's step: eager torch pays it per operation (hence the MLP's written-out
-    gradient on torch), JAX once per jitted step."""
-    params = BackendBenchmark.params + [["sgd", "adam"], ["one", "ensemble-36"]]
+    biases, NTK parametrisation) on 32 points in 4-d, 500 full-batch steps; the same with ``train_chunk`` (torch:
+    10 steps per compiled call, JAX: all 500 in one ``fori_loop``; compiled in setup, so not timed: see
+    ``python -m asv_benchmarks.training --small-net`` for the whole cost); and 36 networks (one per seed) trained
+    as one ensemble by :func:`harness.ensembles.train_ensemble`. float64. Per-step dispatch, not arithmetic, is
+    most of a small net's step: eager torch pays it per operation (hence the MLP's written-out gradient on
+    torch), JAX once per jitted step."""
+    params = BackendBenchmark.params + [["sgd", "adam"], ["one", "one-chunked", "ensemble-36"]]
     param_names = BackendBenchmark.param_names + ["optimizer", "networks"]
     version = "small-net-1"
     STEPS = 500
@@ -53,12 +56,14 @@ class SmallNetTraining(BackendBenchmark):
         from harness import MLP
         from harness.ensembles import train_ensemble
         be = self.make_backend(backend, device, dtype="float64")
+        if networks == "one-chunked":
+            be = self.be = get_backend_or_skip(backend, device, "float64", train_chunk=CHUNK[backend])
         rng = np.random.default_rng(0)
         self.x = rng.standard_normal((32, 4))
         self.y = np.sin(self.x[:, :1])
         self.model = MLP(4, 256, 1, "ntk", bias=True)
         self.opt = sgd(0.05) if optimizer == "sgd" else adam(1e-3)
-        if networks == "one":
+        if networks in ("one", "one-chunked"):
             params = be.init(self.model, 0)
             self.run = lambda: be.train(self.model, params, self.x, self.y, self.opt, self.STEPS,
                                         record_every=self.STEPS).params
@@ -72,6 +77,7 @@ class SmallNetTraining(BackendBenchmark):
 
 
 # -- `python -m asv_benchmarks.training [THREADS...]`: the torch / JAX ratio at matched thread counts ------------
+# -- `python -m asv_benchmarks.training --small-net [NETS STEPS]`: issue 25's user's training, whole cost ----------
 # asv runs each backend with its own default threads (torch: one, HARNESS_TORCH_THREADS; XLA: every core), which
 # is not a like-for-like comparison. This prints TrainStep for both at the same intra-op thread count, each
 # backend in its own fresh process (XLA reads its flags once, at import), best of 5 repeats of 40 steps.
@@ -93,6 +99,60 @@ def _time_one(backend):
     return rows
 
 
+SMALL_NET = {"nets": 36, "steps": 10_000}
+
+
+def _small_net_one(backend, chunk, nets, steps):
+    """Issue 25's user's training, in this process: ``nets`` networks (one per seed) trained one after another by
+    ``Backend.train``, ``steps`` full-batch SGD steps each, of a wide shallow ReLU net with the paper's
+    initialisation (+-1 input weights, uniform biases, the anti-symmetric copy: zero output at init), width 256,
+    on 32 points in 4-d, float64. Seconds for all of it (compilation included), for the first network (where the
+    compiling is), and microseconds per step after it."""
+    import time
+    import numpy as np
+    from harness import MLP
+    from harness.backends import get_backend
+    from harness.inits import antisymmetric
+    model = antisymmetric(MLP(4, 256, 1, "ntk", bias=True, init_dist={"input": "rademacher", "bias": "uniform"}))
+    be = get_backend(backend, dtype="float64", train_chunk=chunk)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 4))
+    y = np.sin(x[:, :1])
+    t0 = time.perf_counter()
+    losses = []
+    for seed in range(nets):
+        run = be.train(model, be.init(model, seed), x, y, sgd(0.05), steps, record_every=steps)
+        losses.append(float(run.history["loss"][-1]))
+        if seed == 0:
+            first = time.perf_counter() - t0
+    total = time.perf_counter() - t0
+    return {"total": total, "first": first, "us_per_step": (total - first) / max((nets - 1) * steps, 1) * 1e6,
+            "final_loss_max": max(losses)}
+
+
+def small_net(nets=SMALL_NET["nets"], steps=SMALL_NET["steps"]):
+    """Prints :func:`_small_net_one` for each backend with and without ``train_chunk`` (torch 10, JAX all the
+    steps), each in a fresh process at one thread, and the torch / JAX ratios of the whole cost."""
+    import json
+    import subprocess
+    import sys
+    res = {}
+    print(f"{nets} trainings x {steps} full-batch SGD steps, width-256 shallow ReLU net (+-1 input weights, uniform "
+          "biases, anti-symmetric), 32 points, float64, one thread; fresh process each")
+    print(f"{'backend':>7} {'train_chunk':>11} {'total s':>8} {'first s':>8} {'us/step':>8} {'max final loss':>15}")
+    for backend in ("torch", "jax"):
+        for chunk in (0, CHUNK[backend] if backend == "torch" else steps):
+            out = subprocess.run([sys.executable, "-m", "asv_benchmarks.training", "--small-net-one", backend,
+                                  str(chunk), str(nets), str(steps)], capture_output=True, text=True,
+                                 env=_env(backend, 1), check=True)
+            r = res[backend, bool(chunk)] = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{backend:>7} {chunk:>11} {r['total']:8.1f} {r['first']:8.2f} {r['us_per_step']:8.1f} "
+                  f"{r['final_loss_max']:15.3g}")
+    for a, b in (((False, False), "each default"), ((True, True), "each chunked"),
+                 ((True, False), "torch chunked / jax default")):
+        print(f"torch / jax, {b}: {res['torch', a[0]]['total'] / res['jax', a[1]]['total']:.2f}")
+
+
 def _env(backend, threads):
     import os
     env = {**os.environ, "HARNESS_TORCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
@@ -111,6 +171,12 @@ def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--one"]:
         print(json.dumps(_time_one(args[1])))
+        return
+    if args[:1] == ["--small-net-one"]:
+        print(json.dumps(_small_net_one(args[1], *map(int, args[2:5]))))
+        return
+    if args[:1] == ["--small-net"]:
+        small_net(*map(int, args[1:3]))
         return
     threads = [int(a) for a in args] or [1, os.cpu_count() or 1]
     print("TrainStep (256 examples, MSE, ReLU MLP depth 2, float32, cpu): ms per step, best of 5 x 40 steps")
