@@ -209,21 +209,18 @@ class TorchBackend(Backend):
         cannot capture whole falls back to eager steps, with one warning."""
         if not self.train_chunk or n < self.train_chunk:
             return super()._run_steps(step, key, trainable, frozen, state, x, y, n)
-        chunk = self._train_chunk_fn(key)
-        first, done = None, 0
-        if chunk is not None:
-            torch = self.torch
-            while n - done >= self.train_chunk and chunk is not None:
-                t = state["t"]
-                try:
-                    trainable, new, value = chunk(trainable, frozen, {**state, "t": torch.tensor(
-                        float(t), dtype=self._tdtype, device=self._device)}, x, y)
-                except Exception as e:          # noqa: BLE001 (dynamo's errors have no common base)
-                    self._train_chunk_failed(key, e)
-                    break
-                state = {**new, "t": t + self.train_chunk}
-                first = value if first is None else first
-                done += self.train_chunk
+        chunk, first, done = self._train_chunk_fn(key), None, 0
+        while chunk is not None and n - done >= self.train_chunk:
+            t = state["t"]
+            try:
+                trainable, new, value = chunk(trainable, frozen, {**state, "t": self.torch.tensor(
+                    float(t), dtype=self._tdtype, device=self._device)}, x, y)
+            except Exception as e:              # noqa: BLE001 (dynamo's errors have no common base)
+                self._train_chunk_failed(key, e)
+                break
+            state = {**new, "t": t + self.train_chunk}
+            first = value if first is None else first
+            done += self.train_chunk
         if done < n:
             trainable, state, value = super()._run_steps(step, key, trainable, frozen, state, x, y, n - done)
             first = value if first is None else first
