@@ -748,7 +748,8 @@ def design_table(records: dict, ids: list, tier_name: str, law_alpha: float, dra
             own = [r["levels"].get("own", r["levels"]["strict"]) for r in runs]
             refuted = sum(o["verdict"] == "refuted" for o in own)
             codes = sorted({r["code"] for r in runs})
-            fresh = all(r["code"] == code_version(claim, r["backend"]) for r in runs)   # as measured: its backend
+            current = {b: code_version(claim, b) for b in {r["backend"] for r in runs}}    # once per backend
+            fresh = all(r["code"] == current[r["backend"]] for r in runs)                  # as measured: its backend
             rows.append({
                 "claim": cid, "case": case, "scope": scope, "runs": len(runs),
                 "base_seeds": [min(by_seed), max(by_seed)], "fresh": fresh, "codes": codes,
