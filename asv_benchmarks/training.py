@@ -107,18 +107,29 @@ def _small_net_one(backend, chunk, nets, steps):
     ``Backend.train``, ``steps`` full-batch SGD steps each, of a wide shallow ReLU net with the paper's
     initialisation (+-1 input weights, uniform biases, the anti-symmetric copy: zero output at init), width 256,
     on 32 points in 4-d, float64. Seconds for all of it (compilation included), for the first network (where the
-    compiling is), and microseconds per step after it."""
+    compiling is), and microseconds per step after it. ``chunk`` -1: the seeds batched instead, all ``nets`` as one
+    ensemble (:func:`harness.ensembles.train_ensemble`, the README's way to train many seeds); "first" is then
+    one step of it, and the microseconds are per step of the whole ensemble."""
     import time
     import numpy as np
     from harness import MLP
     from harness.backends import get_backend
     from harness.inits import antisymmetric
     model = antisymmetric(MLP(4, 256, 1, "ntk", bias=True, init_dist={"input": "rademacher", "bias": "uniform"}))
-    be = get_backend(backend, dtype="float64", train_chunk=chunk)
+    be = get_backend(backend, dtype="float64", train_chunk=max(chunk, 0))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((32, 4))
     y = np.sin(x[:, :1])
     t0 = time.perf_counter()
+    if chunk < 0:                   # the seeds batched: all the networks as one ensemble (train_ensemble)
+        from harness.ensembles import train_ensemble
+        params = be.init_ensemble(model, range(nets))
+        train_ensemble(be, model, params, x, y, sgd(0.05), 1)
+        first = time.perf_counter() - t0                    # the first step (tracing, compiling)
+        run = train_ensemble(be, model, params, x, y, sgd(0.05), steps)
+        total = time.perf_counter() - t0
+        return {"total": total, "first": first, "us_per_step": (total - first) / steps * 1e6,
+                "final_loss_max": float(np.max(run.history["loss"][-1]))}
     losses = []
     for seed in range(nets):
         run = be.train(model, be.init(model, seed), x, y, sgd(0.05), steps, record_every=steps)
@@ -132,7 +143,8 @@ def _small_net_one(backend, chunk, nets, steps):
 
 def small_net(nets=SMALL_NET["nets"], steps=SMALL_NET["steps"]):
     """Prints :func:`_small_net_one` for each backend with and without ``train_chunk`` (torch 10, JAX all the
-    steps), each in a fresh process at one thread, and the torch / JAX ratios of the whole cost."""
+    steps) and with the seeds batched into one ensemble, each in a fresh process at one thread, and the torch / JAX
+    ratios of the whole cost."""
     import json
     import subprocess
     import sys
@@ -141,15 +153,17 @@ def small_net(nets=SMALL_NET["nets"], steps=SMALL_NET["steps"]):
           "biases, anti-symmetric), 32 points, float64, one thread; fresh process each")
     print(f"{'backend':>7} {'train_chunk':>11} {'total s':>8} {'first s':>8} {'us/step':>8} {'max final loss':>15}")
     for backend in ("torch", "jax"):
-        for chunk in (0, CHUNK[backend] if backend == "torch" else steps):
+        for chunk in (0, CHUNK[backend] if backend == "torch" else steps, -1):
             out = subprocess.run([sys.executable, "-m", "asv_benchmarks.training", "--small-net-one", backend,
                                   str(chunk), str(nets), str(steps)], capture_output=True, text=True,
                                  env=_env(backend, 1), check=True)
-            r = res[backend, bool(chunk)] = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{backend:>7} {chunk:>11} {r['total']:8.1f} {r['first']:8.2f} {r['us_per_step']:8.1f} "
-                  f"{r['final_loss_max']:15.3g}")
-    for a, b in (((False, False), "each default"), ((True, True), "each chunked"),
-                 ((True, False), "torch chunked / jax default")):
+            mode = "default" if chunk == 0 else "ensemble" if chunk < 0 else "chunked"
+            r = res[backend, mode] = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{backend:>7} {chunk if chunk >= 0 else 'ensemble':>11} {r['total']:8.1f} {r['first']:8.2f} "
+                  f"{r['us_per_step']:8.1f} {r['final_loss_max']:15.3g}")
+    for a, b in ((("default", "default"), "each default"), (("chunked", "chunked"), "each chunked"),
+                 (("chunked", "default"), "torch chunked / jax default"), (("ensemble", "ensemble"), "each ensemble"),
+                 (("chunked", "ensemble"), "torch chunked / jax ensemble (each's fastest)")):
         print(f"torch / jax, {b}: {res['torch', a[0]]['total'] / res['jax', a[1]]['total']:.2f}")
 
 
