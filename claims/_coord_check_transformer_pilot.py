@@ -57,8 +57,9 @@ Pilot figures (torch float64, 2026-12-04; exponent of the seed-mean change in th
   within 0.04 throughout.
 
 - Premise variations, muP, widths 128..1024, 12 seeds each (one change from the premise above at a time;
-  exponent of the seed-mean change, standard error from the seeds; ``python -m claims._coord_check_transformer_pilot``
-  runs the premise as stated, the rows below changed ``COORD_CHECK_TRANSFORMER.premise``):
+  exponent of the seed-mean change, standard error from the seeds; a row is ``python -m
+  claims._coord_check_transformer_pilot --parametrisation mup --seeds 12`` with its change as ``--set`` options,
+  e.g. ``--set lr=0.003 --set data_seed=1``, fresh seeds ``--first-seed 12``):
 
   | change | embedding | logits 1 | block 1 | logits 2 | block 2 | output |
   |---|---|---|---|---|---|---|
@@ -155,17 +156,23 @@ def main(argv=None):
     from harness.engine.claim import Setting
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--widths", default="128,256,512,1024", help="comma-separated widths")
-    ap.add_argument("--seeds", type=int, default=6, help="seeds 0..N-1 at every width")
+    ap.add_argument("--seeds", type=int, default=6, help="N seeds at every width (from --first-seed)")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change the premise (repeatable; VALUE as JSON), e.g. --set lr=0.003 --set data_seed=1")
     ap.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     ap.add_argument("--parametrisation", default="mup,standard", help="comma-separated")
     args = ap.parse_args(argv)
+    import json
+    changes = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     be = get_backend("torch", "cpu", args.dtype)
     c = COORD_CHECK_TRANSFORMER
     widths = [int(w) for w in args.widths.split(",")]
     for par in args.parametrisation.split(","):
-        means = np.array([[list(coordinate_changes(Setting(c.id, "pilot", par, {**c.premise, "parametrisation": par},
-                                                           float(w), s), be).values()) for s in range(args.seeds)]
-                          for w in widths]).mean(axis=1)
+        premise = {**c.premise, **changes, "parametrisation": par}
+        means = np.array([[list(coordinate_changes(Setting(c.id, "pilot", par, premise, float(w), s), be).values())
+                           for s in seeds] for w in widths]).mean(axis=1)
         for w, m in zip(widths, means):
             print(par, w, {k: round(float(v), 4) for k, v in zip(COORDINATES, m)}, flush=True)
         if len(widths) > 1:
