@@ -21,6 +21,9 @@
 # Caches
 #   JAX's compiled programs are cached in .pytest_cache/jax-compilation-cache, shared by the xdist workers and kept
 #   for the next run (CLAIMS_JAX_CACHE=off: no cache; harness.engine.executors.use_jax_compilation_cache).
+# Memory
+#   Each worker keeps freed memory for reuse instead of re-faulting fresh pages for every large array
+#   (harness.engine.executors.reuse_freed_memory; CLAIMS_MALLOC=default: glibc's defaults).
 # Helpers
 #   get_selected_backend(name, dtype)  the skip-or-fail logic above, usable from any test or fixture.
 #   selected_backends()                the parsed HARNESS_BACKENDS list.
@@ -39,7 +42,9 @@ if importlib.util.find_spec("harness") is None:          # running from a checko
 
 import harness  # noqa: E402
 from harness.backends import BACKENDS  # noqa: E402
-from harness.engine.executors import use_jax_compilation_cache  # noqa: E402
+from harness.engine.executors import reuse_freed_memory, use_jax_compilation_cache  # noqa: E402
+
+reuse_freed_memory()        # each xdist worker measures many points: freed memory reused, not re-faulted
 
 use_jax_compilation_cache(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache",
                                        "jax-compilation-cache"))

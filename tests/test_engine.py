@@ -359,18 +359,25 @@ def test_cli_list_and_help():
 
 # -- power by design: the committed calibration records and the tiers' designs --------------------------------------
 @functools.lru_cache(maxsize=1)
+def _committed_design():
+    """``claims docs``' design of the committed records (harness.engine.docs.design_rows), computed once per
+    process for the checks below and the docs test (~25 s)."""
+    from pathlib import Path
+    from harness.engine.docs import design_rows
+    return design_rows(Path(__file__).resolve().parent.parent / "calibration" / "ci")
+
+
 def _committed_design_rows():
     from pathlib import Path
     from harness.engine.claim import package_claims
-    from harness.engine.cli import all_level, design_table, load_records, scope_groups
+    from harness.engine.cli import load_records, scope_groups
     root = Path(__file__).resolve().parent.parent
     records = load_records([root / "calibration" / "ci"])
     reg = package_claims()          # not the toy claims other tests in this process have registered
     have = {(c, case) for (c, case, t) in records if t == "ci"}
     missing = [(cid, group) for cid, claim in reg.items() for group in list(claim.cases) + scope_groups(claim)
                if (cid, group) not in have]
-    law_alpha, _ = all_level(claims=reg)
-    return missing, design_table(records, sorted(reg), "ci", law_alpha)
+    return missing, _committed_design()[0]
 
 
 def test_committed_designs_give_the_headline_command_its_power():
@@ -441,7 +448,7 @@ def test_committed_docs_are_what_claims_docs_writes(tmp_path):
     from pathlib import Path
     from harness.engine.docs import write_docs
     root = Path(__file__).resolve().parent.parent
-    for path in write_docs(tmp_path, root / "calibration" / "ci"):
+    for path in write_docs(tmp_path, root / "calibration" / "ci", design=_committed_design()):
         committed = root / "docs" / path.name
         assert committed.exists() and committed.read_text() == path.read_text(), \
             f"docs/{path.name} is not what `claims docs` writes: run `claims docs` and commit it"

@@ -238,3 +238,30 @@ def test_jax_compilation_cache_is_set_once_and_can_be_turned_off(monkeypatch, tm
     finally:
         if jax is not None:
             jax.config.update("jax_compilation_cache_dir", before)
+
+
+_DRIFT_POINT = """
+import sys
+from harness import get_backend
+from harness.engine.claim import Setting, get_claim
+from harness.engine.executors import reuse_freed_memory
+import claims
+applied = reuse_freed_memory()
+claim = get_claim("ntk-drift")
+premise = {**claim.premise, "depth": 2, "steps": 5}
+out = claim.measure(Setting("ntk-drift", "claim", "tanh", premise, 1024, 3), get_backend(sys.argv[1], "cpu", "float64"))
+print(applied, {k: float(v).hex() for k, v in sorted(out.items())})
+"""
+
+
+def test_freed_memory_reuse_is_switchable_and_changes_no_number(backend_name):
+    """reuse_freed_memory (the CLI, its workers and this suite call it) is applied on Linux's glibc and left off
+    with CLAIMS_MALLOC=default; a point measured with it is bit-for-bit the point measured without (width 1024,
+    depth 2: float64 hidden weights of 8 MiB, freed and allocated again at every step)."""
+    env = {k: v for k, v in os.environ.items() if k != "CLAIMS_MALLOC"}
+    runs = [subprocess.run([sys.executable, "-c", _DRIFT_POINT, backend_name], capture_output=True, text=True,
+                           env={**env, **extra}) for extra in ({}, {"CLAIMS_MALLOC": "default"})]
+    assert all(r.returncode == 0 for r in runs), [r.stderr[-2000:] for r in runs]
+    (on, point_on), (off, point_off) = (r.stdout.strip().split(" ", 1) for r in runs)
+    assert off == "False" and on == str(sys.platform.startswith("linux"))
+    assert point_on == point_off

@@ -1049,6 +1049,9 @@ def main(argv=None) -> int:
             load_path(path, strict=args.command != "list")   # list shows what loaded, warns of the rest
         for line in LOAD_ERRORS.values():
             print(f"claims: skipped {line}", file=sys.stderr)
+        if args.command in ("run", "calibrate", "reverify", "pilot", "coordcheck"):
+            from .executors import reuse_freed_memory
+            reuse_freed_memory()            # this process measures too (--workers 1, pilot)
         if args.command in ("run", "calibrate", "reverify"):
             from .executors import use_jax_compilation_cache
             from .store import default_store_path

@@ -103,16 +103,28 @@ def _anchor(claim) -> str:
     return text.replace(" ", "-")
 
 
-def write_docs(out: Path, records_dir: Path, alpha: float = 0.05, draws: int = 2000) -> list[Path]:
-    """Write ``claims.md`` and ``calibration.md`` into ``out`` from the package's claims and the records under
-    ``records_dir`` (tier ci), and ``api.md`` from the code (:func:`harness.engine.apidoc.api_markdown`); returns
-    the paths."""
+def design_rows(records_dir: Path, alpha: float = 0.05, draws: int = 2000) -> tuple:
+    """What ``calibration.md`` is written from: ``(rows, law_alpha, n_all)``, the tiers' designs applied to the
+    records under ``records_dir`` (tier ci) for every package claim (:func:`harness.engine.cli.design_table`) at
+    the level of `claims run --all` (``law_alpha``, over its ``n_all`` verdicts)."""
     from .claim import package_claims
-    from .cli import all_level, design_markdown, design_table, load_records
+    from .cli import all_level, design_table, load_records
     reg = package_claims()
     records = load_records([records_dir]) if Path(records_dir).exists() else {}
     law_alpha, n_all = all_level(alpha, reg)
-    rows = design_table(records, list(reg), TIER, law_alpha, draws)
+    return design_table(records, list(reg), TIER, law_alpha, draws), law_alpha, n_all
+
+
+def write_docs(out: Path, records_dir: Path, alpha: float = 0.05, draws: int = 2000,
+               design: tuple | None = None) -> list[Path]:
+    """Write ``claims.md`` and ``calibration.md`` into ``out`` from the package's claims and the records under
+    ``records_dir`` (tier ci), and ``api.md`` from the code (:func:`harness.engine.apidoc.api_markdown`); returns
+    the paths. ``design``: :func:`design_rows` of the same arguments where the caller has it already (the tests
+    compute it once for several checks)."""
+    from .claim import package_claims
+    from .cli import design_markdown
+    reg = package_claims()
+    rows, law_alpha, n_all = design if design is not None else design_rows(records_dir, alpha, draws)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cal = out / "calibration.md"
