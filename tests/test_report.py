@@ -54,6 +54,24 @@ def test_a_failing_figure_is_named_and_the_report_is_still_written(tmp_path):
     assert "(claim figure failed: no data to draw)" in md and "toy-report-broken-figure](#" in md
 
 
+def test_a_figure_of_diverged_points_draws_without_numpy_warnings(tmp_path):
+    """A figure averaging a column whose every point diverged (NaN, as lr-transfer's loss curves do at the rates
+    that blow up) draws it as a gap; numpy's "Mean of empty slice" is no news to the reader and is not printed."""
+    import warnings
+
+    def figure(variant, path, title):
+        np.nanmean(np.full((3, 2), np.nan), axis=0)
+        path.write_bytes(b"png")
+        return path
+    with Store(tmp_path / "s.sqlite") as store:
+        results = run_claim(toy(figure, "toy-report-nan-figure"), "ci", "jax", store=store)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        md = write_report(results, tmp_path / "rep").read_text()
+    assert "toy-report-nan-figure-default-jax-claim-figure.png" in md
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +233,9 @@ def claim_figures(claim, results: list, out: Path) -> list[str]:
         for v in [r.claim_result] + list(r.controls):
             name = f"{claim.id}-{r.case}-{r.backend}-{v.variant}-figure.png"
             try:
-                png = claim.figure(v, out / name, f"{claim.id} [{r.case}] {v.variant} ({r.backend})")
+                with warnings.catch_warnings():     # NaN (diverged) points are drawn as gaps: numpy's warnings
+                    warnings.simplefilter("ignore", RuntimeWarning)     # about them are no news to the reader
+                    png = claim.figure(v, out / name, f"{claim.id} [{r.case}] {v.variant} ({r.backend})")
                 row.append(f"![{claim.id} {r.case} {v.variant} {r.backend}]({Path(png).name})")
             except Exception as e:      # a figure must never lose the report
                 failed.append(f"({v.variant} figure failed: {e})")
