@@ -159,15 +159,24 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=6, help="N seeds at every width (from --first-seed)")
     ap.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="change the premise (repeatable; VALUE as JSON), e.g. --set lr=0.003 --set data_seed=1")
+                    help="change the premise (repeatable; VALUE as JSON, else a string), "
+                         "e.g. --set lr=0.003 --set data_seed=1")
     ap.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     ap.add_argument("--parametrisation", default="mup,standard", help="comma-separated")
     args = ap.parse_args(argv)
     import json
-    changes = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    c = COORD_CHECK_TRANSFORMER
+    changes = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq or key not in c.premise:
+            ap.error(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(c.premise))}")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value            # a bare word: a string setting (e.g. --set activation=gelu)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     be = get_backend("torch", "cpu", args.dtype)
-    c = COORD_CHECK_TRANSFORMER
     widths = [int(w) for w in args.widths.split(",")]
     for par in args.parametrisation.split(","):
         premise = {**c.premise, **changes, "parametrisation": par}

@@ -33,3 +33,13 @@ def test_the_transformer_pilots_measure_gives_every_coordinate(backend64):
     out = coordinate_changes(Setting(c.id, "claim", "pilot", c.premise, 64.0, 0), backend64)
     assert set(out) == set(c.outputs)
     assert all(np.isfinite(v) and v > 0 for v in out.values())
+
+
+@pytest.mark.parametrize("item", ["lrr=0.003", "lr"])
+def test_the_transformer_pilots_set_refuses_what_is_not_a_premise_setting(item, capsys):
+    """``--set`` with a key the premise does not have (a typo would otherwise change nothing) or without ``=`` is
+    a one-line usage error, exit 2, before anything is measured."""
+    from claims._coord_check_transformer_pilot import main
+    with pytest.raises(SystemExit) as e:
+        main(["--set", item, "--widths", "64", "--seeds", "1"])
+    assert e.value.code == 2 and "expected KEY=VALUE with KEY one of" in capsys.readouterr().err
