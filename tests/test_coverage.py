@@ -34,8 +34,8 @@ from scipy import stats
 from scipy.stats import binom, binomtest
 
 from harness.engine.claim import registry
-from harness.engine.laws import (HOLDS, INCONCLUSIVE, REFUTED, AtScale, EveryScale, Increasing, LogSlope, PowerLaw,
-                                 Proportion, compare)
+from harness.engine.laws import (HOLDS, INCONCLUSIVE, REFUTED, AtScale, EveryScale, Increasing, Limit, LogSlope,
+                                 PowerLaw, Proportion, compare)
 from harness.engine.stats import proportion, spread_over_seeds, upper_bound
 from harness.engine.sweep import Looks, verdict_count
 
@@ -153,6 +153,24 @@ def test_log_slope_t_interval_covers(level_name):
     lo, hi = slope_intervals(x, scales, level, log=False)
     check_replica(LogSlope("s", "x", (None, None), log_base=2.0), scales, x, lo, hi, level)
     assert_covers(int(np.sum((lo > 0.05) | (hi < 0.05))), reps, level)
+
+
+@pytest.mark.parametrize("level_name", ["look", "run"])
+@pytest.mark.parametrize("seeds", [6, 16])
+def test_limit_t_interval_covers(level_name, seeds):
+    """Limit (the transformer coordinate check's nonzero-limit law): the intercept of the seed means against
+    width^-1/2 over widths 128..1024, a truth 0.3 + 2.5 n^-1/2 (the pilot's second-block logits: 0.44 at 128 shrinking
+    toward ~0.2) with log-normal seed noise (sigma 0.3: skewed, as the changes are); the interval is the law's
+    replica: the t combination of the per-scale jackknife values with the intercept's weights."""
+    level, reps = LEVELS[level_name], REPS[level_name]
+    scales = np.array([128.0, 256.0, 512.0, 1024.0])
+    rng = np.random.default_rng(seeds + 40)
+    x = lognormal(rng, 0.3 + 2.5 * scales ** -0.5, reps, seeds)
+    value, var, df = _jackknife_mean(x)
+    law = Limit("l", "x", (None, None))
+    lo, hi = _t_combination(value, var, df, law._weights(scales), level)
+    check_replica(law, scales, x, lo, hi, level)
+    assert_covers(int(np.sum((lo > 0.3) | (hi < 0.3))), reps, level)
 
 
 def test_power_law_of_a_spread_covers():

@@ -14,7 +14,7 @@ from scipy.stats import binomtest
 
 from harness import HarnessError
 from harness.engine.claim import Claim, Control, Tier, derive_seed, get_claim, registry
-from harness.engine.laws import HOLDS, INCONCLUSIVE, REFUTED, PowerLaw, compare
+from harness.engine.laws import HOLDS, INCONCLUSIVE, REFUTED, Limit, PowerLaw, compare
 from harness.engine.stats import Estimate, power_law_slope
 from harness.engine.store import Store
 from harness.engine.sweep import LocalExecutor, Task, tasks_for
@@ -24,6 +24,21 @@ from harness.engine.sweep import LocalExecutor, Task, tasks_for
 def test_power_law_slope_exact():
     n = np.array([64, 128, 256, 512])
     assert power_law_slope(n, 3.0 * n ** -0.75) == pytest.approx(-0.75, abs=1e-12)
+
+
+def test_limit_is_the_intercept_in_width_to_the_minus_rate():
+    """Limit: exact on a + b n^-1/2; a quantity converging to 0.3 holds a nonzero limit, one vanishing as n^-1/2
+    (the NTK parametrisation's feature changes) is inconclusive about it, one vanishing as n^-1 is refuted."""
+    n = np.array([128.0, 256.0, 512.0, 1024.0])
+    law = Limit("l", "x", (0.0, None))
+    assert law.point(n, [np.array([0.3 + 2.5 * w ** -0.5]) for w in n]) == pytest.approx(0.3, abs=1e-12)
+    assert Limit("l", "x", (0.0, None), rate=1.0).point(n, [np.array([0.3 + 7 / w]) for w in n]) \
+        == pytest.approx(0.3, abs=1e-12)
+    noise = np.random.default_rng(0).normal(1.0, 0.02, (4, 16))
+    verdict = lambda truth: law.evaluate(n, [truth(w) * e for w, e in zip(n, noise)], {}, 1e-3).verdict
+    assert verdict(lambda w: 0.3 + 2.5 * w ** -0.5) == HOLDS
+    assert verdict(lambda w: 5 * w ** -0.5) == INCONCLUSIVE
+    assert verdict(lambda w: 60 / w) == REFUTED
 
 
 def test_law_verdicts_are_three_way():

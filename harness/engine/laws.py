@@ -424,6 +424,41 @@ class LogSlope(Law):
         return self.what or f"slope of {self.statistic} against log{self.log_base:g}(scale)"
 
 
+@dataclass(frozen=True)
+class Limit(Law):
+    """The summary's limit as the scale grows: the intercept ``a`` of the least-squares line of the per-scale
+    summaries against ``scale ** -rate`` (``summary ~ a + b scale^-rate``; ``rate=0.5``: a finite-width correction of
+    order n^-1/2), in ``band``. With band ``(0, None)`` it says the quantity converges to a nonzero limit, the
+    non-vanishing half of "Theta(1) in the width", while a drift toward that limit is allowed: a quantity that
+    vanishes as ``n^-rate`` has limit 0 (its interval straddles 0: inconclusive), one that vanishes faster has a
+    negative intercept (refuted). Interval: the ``"t"`` method on the per-scale seed summaries (jackknife,
+    Welch-Satterthwaite df), as :class:`LogSlope`'s, with the intercept's weights; the extrapolation to
+    ``scale^-rate = 0`` makes it wider than the summary's interval at any one scale."""
+    rate: float = 0.5
+
+    def _weights(self, scales):
+        x = np.asarray(scales, dtype=float) ** -self.rate
+        xc = x - x.mean()
+        return 1.0 / len(x) - x.mean() * xc / np.sum(xc ** 2)
+
+    def point(self, scales, samples):
+        return float(self._weights(scales) @ np.array([self.summary(s) for s in samples]))
+
+    def interval(self, scales, samples, confidence):
+        from .stats import _check, jackknife, t_estimate
+        parts = [jackknife(s, self.summary) for s in samples]
+        note = _check(parts, scales, confidence, "the summary")
+        if note:
+            return undefined(confidence, "t", note, self.point(scales, samples))
+        return t_estimate(parts, self._weights(scales), confidence)
+
+    def min_scales(self):
+        return 2
+
+    def describe(self):
+        return self.what or f"limit of {self.statistic} (intercept of a + b scale^-{self.rate:g})"
+
+
 def coefficient_of_variation(values) -> float:
     """Sample standard deviation over mean (ddof 1) of per-scale values."""
     v = np.asarray(values, dtype=float)
