@@ -186,14 +186,17 @@ MLP_CASES = [dict(parametrisation=p, activation=a, depth=d, bias=b, output_dim=k
                                    ("mup", "relu", 3, True, 1)]]
 
 
+@pytest.mark.parametrize("anti", [False, True], ids=["mlp", "antisymmetric"])
 @pytest.mark.parametrize("case", MLP_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
-def test_torch_mlp_gradient_written_out_is_autograds(case, loss):
-    """The torch backend trains the built-in MLP with its loss gradient written out (harness/backends/torch_mlp.py,
-    for speed): value and gradient equal autograd's on the same weights (float64), for every parametrisation,
-    activation, depth 0..3, with and without biases, one or several outputs and both losses, for one network and
-    for an ensemble (the sum of the members' losses, inputs shared or per member); stacked weights given to the
-    one-network form, another model and a loss of the user's go to autograd."""
+def test_torch_mlp_gradient_written_out_is_autograds(case, loss, anti, monkeypatch):
+    """The torch backend trains the built-in MLP, and its anti-symmetric copy, with its loss gradient written out
+    (harness/backends/torch_mlp.py, for speed): value and gradient equal autograd's on the same weights (float64),
+    for every parametrisation, activation, depth 0..3, with and without biases, one or several outputs and both
+    losses, for one network and for an ensemble (the sum of the members' losses, inputs shared or per member);
+    stacked weights given to the one-network form, another model and a loss of the user's go to autograd. The two
+    copies of the anti-symmetric model are made to differ first (at their init they are equal, and a sign error
+    between them would cancel)."""
     from harness.backends import get_backend, is_installed
     if not is_installed("torch"):
         pytest.skip("torch not installed")
@@ -204,10 +207,16 @@ def test_torch_mlp_gradient_written_out_is_autograds(case, loss):
         pytest.skip("cross-entropy needs two or more outputs")
     model = MLP(5, 24, case["depth"], case["parametrisation"], case["activation"], output_dim=k, bias=case["bias"],
                 base_width=8, zero_readout=False)
+    if anti:
+        from harness.inits import antisymmetric
+        model = antisymmetric(model)
     rng = np.random.default_rng(3)
     x = b.asarray(rng.standard_normal((11, 5)))
     y = b.asarray(np.eye(k)[rng.integers(0, k, 11)] if loss == "cross_entropy" else rng.standard_normal((11, k)))
     trainable, frozen = b._split(b.init(model, 4))
+    if anti:                                    # the copies apart: minus's weights perturbed
+        trainable = {n: v * (1 + 0.3 * b.asarray(rng.standard_normal(tuple(v.shape)))) if n.startswith("minus/")
+                     else v for n, v in trainable.items()}
     fast = mlp_value_and_grad(b, model, loss)
     auto = b._autograd_value_and_grad(b._loss_fn(model, loss))
     (v1, g1), (v2, g2) = fast(trainable, frozen, x, y), auto(trainable, frozen, x, y)
@@ -217,6 +226,9 @@ def test_torch_mlp_gradient_written_out_is_autograds(case, loss):
         np.testing.assert_allclose(b.to_numpy(g1[name]), b.to_numpy(g2[name]), rtol=1e-11,
                                    atol=1e-13 * float(np.abs(b.to_numpy(g2[name])).max()), err_msg=name)
     stacked, _ = b._split(b.init_ensemble(model, [1, 2, 5]))               # stacked weights: autograd's result
+    if anti:
+        stacked = {n: v * (1 + 0.3 * b.asarray(rng.standard_normal(tuple(v.shape)))) if n.startswith("minus/")
+                   else v for n, v in stacked.items()}
     (ve, ge), (va, ga) = fast(stacked, frozen, x, y), auto(stacked, frozen, x, y)
     assert float(ve) == float(va) and all(np.array_equal(b.to_numpy(ge[n]), b.to_numpy(ga[n])) for n in ga)
     # the ensemble form: the sum of the members' own losses, inputs shared or one set per member
@@ -233,6 +245,18 @@ def test_torch_mlp_gradient_written_out_is_autograds(case, loss):
     assert mlp_value_and_grad(b, model, lambda out, yy, ops: ops.sum(out)) is None
     from harness import output_scaled
     assert mlp_value_and_grad(b, output_scaled(model, 2.0), loss) is None
+    if anti:                                    # a copy's parameter missing: autograd's error, not a wrong gradient
+        part = {n: v for n, v in trainable.items() if n != "minus/W0"}
+        with pytest.raises(Exception):
+            fast(part, frozen, x, y)
+
+    def no_autograd(fn):
+        def refuse(*args):
+            raise AssertionError("went to autograd")
+        return refuse
+    monkeypatch.setattr(b, "_autograd_value_and_grad", no_autograd)     # the written-out form is what was compared
+    mlp_value_and_grad(b, model, loss)(trainable, frozen, x, y)
+    mlp_value_and_grad(b, model, loss, members=True)(stacked, frozen, x, y)
 
 
 # -- train_chunk: full-batch steps several per compiled call (issue 25's small-model training) -----------------------
