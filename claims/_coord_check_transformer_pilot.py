@@ -1,5 +1,8 @@
-"""The transformer's coordinate check (TP-V's Figure 1): PILOT ONLY, not registered (the registry skips modules
-starting with ``_``). Issue 22's ``coord-check-transformer``.
+"""The pilot of the transformer's coordinate check (TP-V's Figure 1), the registered claim
+``coord-check-transformer`` (claims/coord_check_transformer.py): its command line measures the claim's premise, or
+a variation of it, at chosen widths and seeds on torch (``--help``). Its figures below were measured on the draft
+(the paper's flat law, 1 output); the registered claim's ``changes`` say what was changed after them, and why. The
+claim reads out 8 outputs: to repeat a row below, add ``--set outputs=1`` to its command.
 
 Claim (Yang et al. 2021, "Tensor Programs V", Fig. 1 and Section 6; TP-IV for the limit): after a few steps of
 Adam, the size of a pre-LN transformer's per-coordinate changes from initialisation (the embedding, each block's
@@ -91,61 +94,17 @@ Pilot figures (torch float64, 2026-12-04; exponent of the seed-mean change in th
 So at CPU widths the second block's attention logits shrink with the width under muP, in mup's own implementation
 as in ours (a finite-width effect of the zero-initialised query's first updates, or a slower approach to the limit
 in the deeper block; not resolved here), with exponents about -0.15..-0.25: on the edge of, or outside, the
-MLP claim's band of +-0.15. The draft claim keeps the paper's law (every coordinate flat, the MLP's band) rather
-than drop the coordinate that fails or widen the band: registered at the ci tier it would be refuted or
-inconclusive on the second logits. TP-V's own figure spans widths 128..8192. The pilot to 4096 above shows the
-drift persisting, and the first block's logits joining it, so a GPU pilot that only adds width 8192 is unlikely to
+MLP claim's band of +-0.15. The draft kept the paper's law (every coordinate flat, the MLP's band) rather than drop
+the coordinate that fails or widen the band: registered at the ci tier it would have been refuted or inconclusive on
+the second logits. TP-V's own figure spans widths 128..8192. The pilot to 4096 above shows the drift persisting, and
+the first block's logits joining it, so a GPU pilot that only adds width 8192 is unlikely to
 change the verdict; the variations above say why (a correction that shrinks with the width, of a size that
-depends on the premise and the data) and what to change next (the law). Cost: a seed of the draft's ci grid is
+depends on the premise and the data) and what to change next (the law), which the registered claim did (its
+``changes``). Cost: a seed of the draft's ci grid is
 about 5 s of one core on torch (width 1024: 4 s)."""
 import numpy as np
 
-from harness import adam
-from harness.coordcheck import coord_changes
-from harness.engine.claim import Claim, Control, Tier
-from harness.engine.laws import PowerLaw
-from harness.transformer import Transformer
-
-COORDINATES = ("embedding", "logits1", "block1", "logits2", "block2", "output")
-
-
-def transformer_data(premise):
-    x = np.random.default_rng(premise["data_seed"]).standard_normal(
-        (premise["batch"], premise["seq_len"], premise["input_dim"]))
-    return x, np.sin(x[:, 0, :1])
-
-
-def coordinate_changes(setting, backend):
-    """One (width, seed): each coordinate's mean |change from initialisation| after the last Adam step (NaN in
-    every coordinate when the loss diverged)."""
-    p = setting.premise
-    model = Transformer(input_dim=p["input_dim"], seq_len=p["seq_len"], width=int(setting.scale), heads=p["heads"],
-                        depth=2, parametrisation=p["parametrisation"], base_width=p["base_width"])
-    x, y = transformer_data(p)
-    ch = coord_changes(backend, model, backend.init(model, setting.seed), x, y, adam(p["lr"]), p["steps"])
-    return {f"change_{name}": float(ch[-1, i]) for i, name in enumerate(COORDINATES)}
-
-
-COORD_CHECK_TRANSFORMER = Claim(
-    id="coord-check-transformer",
-    title="coord-check-transformer: under muP a transformer's coordinates move independently of the width (draft)",
-    paper="Yang et al. 2021 (TP-V, Fig. 1)",
-    statement="After a few Adam steps the size of a pre-LN transformer's changes from initialisation (embedding, "
-              "attention logits, block outputs, readout) does not depend on the width under muP; under the "
-              "standard parametrisation it grows with the width.",
-    premise=dict(parametrisation="mup", base_width=64, heads=4, input_dim=8, seq_len=4, batch=8, data_seed=0,
-                 lr=0.01, steps=4),
-    scale_name="width",
-    measure=coordinate_changes,
-    outputs=tuple(f"change_{name}" for name in COORDINATES),
-    laws=tuple(PowerLaw(f"rate-{name}", f"change_{name}", (-0.15, 0.15), nonfinite="drop-scale",
-                        what=f"exponent of the {name} change in the width (muP: 0)") for name in COORDINATES),
-    controls=(Control("standard", {"parametrisation": "standard"},
-                      "standard parametrisation, the same Adam rate: the logits and blocks grow with the width"),),
-    tiers={"ci": Tier(scales=(128, 256, 512, 1024), seeds=8, max_seeds=64, control_seeds=3,
-                      design="draft: not designed or calibrated (pilot only; see the module's description)"),
-           "full": Tier(scales=(256, 1024, 4096, 8192), seeds=8)},
-)
+from claims.coord_check_transformer import COORD_CHECK_TRANSFORMER, COORDINATES, coordinate_changes
 
 
 def main(argv=None):
@@ -180,8 +139,10 @@ def main(argv=None):
     widths = [int(w) for w in args.widths.split(",")]
     for par in args.parametrisation.split(","):
         premise = {**c.premise, **changes, "parametrisation": par}
-        means = np.array([[list(coordinate_changes(Setting(c.id, "pilot", par, premise, float(w), s), be).values())
-                           for s in seeds] for w in widths]).mean(axis=1)
+        def changes_at(w, s):
+            out = coordinate_changes(Setting(c.id, "pilot", par, premise, float(w), s), be)
+            return [out[f"change_{name}"] for name in COORDINATES]
+        means = np.array([[changes_at(w, s) for s in seeds] for w in widths]).mean(axis=1)
         for w, m in zip(widths, means):
             print(par, w, {k: round(float(v), 4) for k, v in zip(COORDINATES, m)}, flush=True)
         if len(widths) > 1:

@@ -1,13 +1,13 @@
 """Family D at the ci tier on each backend: D2 learning-rate transfer (Yang et al. 2021, TP-V; Adam, muP vs
-standard; SGD, muP vs NTK), coord-check, and D3 sharpness (Noci et al. 2024), as properties over the
-data seed drawn from the claim's ``scope`` (seeded by the commit, ``claimcheck.DRAW_SEED``; network seeds derived,
+standard; SGD, muP vs NTK), coord-check and the transformer's coord-check-transformer, and D3 sharpness (Noci et
+al. 2024), as properties over the data seed drawn from the claim's ``scope`` (seeded by the commit, ``claimcheck.DRAW_SEED``; network seeds derived,
 never searched). Each test runs one drawn premise through the claim's sequential design at the level of ``claims
 run --all`` (tests/claimcheck.py) and asks the claim to hold and the control to be rejected.
 
 The planted-error tests show the claim tests can fail: muP's hidden-layer and readout Adam rates not divided by
 the width must refute D2 (the hidden-layer error alone moves the optimum, but less than D2's band: see there), the
-hidden-layer error alone must fail the coordinate check, and muP's readout SGD rate not divided by the width must
-refute D3.
+hidden-layer error alone must fail the coordinate check, the standard attention scale 1 / sqrt(d_head) in place of
+muP's 1 / d_head must fail the transformer's, and muP's readout SGD rate not divided by the width must refute D3.
 """
 import numpy as np
 import pytest
@@ -103,6 +103,32 @@ def test_planted_error_in_the_mup_table_fails_the_coordinate_check(mc_backend, m
         (result,) = run_claim("coord-check", "ci", mc_backend.framework_name, case="adam", store=store,
                               include_controls=False)
     assert result.verdict == "refuted", [(r.law, r.estimate, r.verdict) for r in result.claim_result.laws]
+
+
+@pytest.mark.claim
+@CLAIM_SETTINGS
+@given(premise=drawn_premise("coord-check-transformer"))
+def test_transformer_coordinates_are_theta_one_under_mup(backend_name, store, premise):
+    """coord-check-transformer (TP-V Fig. 1): under muP every coordinate's change (embedding, attention logits,
+    blocks, readout) has exponent at most 0.15 in the width and a positive limit; under the standard
+    parametrisation (control) the logits' and blocks' changes grow with the width."""
+    check_claim("coord-check-transformer", premise, backend_name, store)
+
+
+@pytest.mark.claim
+def test_planted_sqrt_attention_scale_fails_the_transformer_coordinate_check(mc_backend, monkeypatch, tmp_path):
+    """The transformer's coordinate check can fail: muP with the standard attention scale 1 / sqrt(d_head) instead of
+    muP's 1 / d_head (the change TP-V makes to attention; equal at the base width) lets the logits' change grow like
+    sqrt(width) once the query has learnt to correlate with the key, which refutes a logits growth law."""
+    from harness.transformer import Transformer
+    monkeypatch.setattr(Transformer, "attention_scale", property(lambda self: float(1 / np.sqrt(self.d_head))))
+    monkeypatch.setattr(mc_backend, "_cache", {})
+    with Store(tmp_path / "broken.sqlite") as store:
+        (result,) = run_claim("coord-check-transformer", "ci", mc_backend.framework_name, store=store,
+                              include_controls=False)
+    laws = {r.law: r for r in result.claim_result.laws}
+    assert "refuted" in (laws["growth-logits1"].verdict, laws["growth-logits2"].verdict), \
+        [(r.law, r.estimate, r.verdict) for r in laws.values()]
 
 
 @pytest.mark.claim

@@ -1,6 +1,7 @@
-"""The unregistered pilots of issue 22 (claims/_depth_transfer_pilot.py, claims/_coord_check_transformer_pilot.py):
-their draft claims build, stay out of the registry, and their measures run at one small point on each backend and
-return what the drafts' laws read. A draft's figures are in its module's description, not asserted here."""
+"""The pilots of issue 22: the unregistered draft claims/_depth_transfer_pilot.py (its draft builds, stays out of the
+registry, and its measure runs at one small point on each backend and returns what the draft's laws read), and the
+command line of claims/_coord_check_transformer_pilot.py, the pilot of the registered coord-check-transformer. A
+pilot's figures are in its module's description, not asserted here."""
 import importlib
 
 import numpy as np
@@ -10,8 +11,7 @@ from harness.engine.claim import Setting
 from harness.engine.claim import package_claims
 
 
-@pytest.mark.parametrize("module, claim_id", [("claims._depth_transfer_pilot", "depth-lr-transfer"),
-                                              ("claims._coord_check_transformer_pilot", "coord-check-transformer")])
+@pytest.mark.parametrize("module, claim_id", [("claims._depth_transfer_pilot", "depth-lr-transfer")])
 def test_a_pilots_draft_is_not_registered(module, claim_id):
     draft = [v for v in vars(importlib.import_module(module)).values() if getattr(v, "id", None) == claim_id]
     assert len(draft) == 1 and draft[0].tier("full") is not None
@@ -28,11 +28,15 @@ def test_the_depth_pilots_measure_locates_an_optimum(backend64):
     assert -5 < out["log2_lr_opt"] < 0 and np.isfinite(out["best_loss"])
 
 
-def test_the_transformer_pilots_measure_gives_every_coordinate(backend64):
-    from claims._coord_check_transformer_pilot import COORD_CHECK_TRANSFORMER as c, coordinate_changes
-    out = coordinate_changes(Setting(c.id, "claim", "pilot", c.premise, 64.0, 0), backend64)
-    assert set(out) == set(c.outputs)
-    assert all(np.isfinite(v) and v > 0 for v in out.values())
+def test_the_transformer_pilot_prints_every_coordinate_and_its_exponent(capsys):
+    """The pilot's command line at two small widths, one seed, on the claim's premise with one output (``--set``):
+    a line of every coordinate's change per width and one of their exponents."""
+    from claims._coord_check_transformer_pilot import main
+    from claims.coord_check_transformer import COORDINATES
+    main(["--widths", "64,128", "--seeds", "1", "--parametrisation", "mup", "--set", "outputs=1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[2].startswith("mup exponents")
+    assert all(f"'{name}'" in line for name in COORDINATES for line in lines)
 
 
 @pytest.mark.parametrize("item", ["lrr=0.003", "lr"])
