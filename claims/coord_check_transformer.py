@@ -118,5 +118,12 @@ COORD_CHECK_TRANSFORMER = Claim(
         "across seeds (0.12..1.16 at width 1024), which the growth law needed ~27 seeds a width to resolve; with 8 "
         "its exponent's standard error at 24 seeds fell from 0.070 to 0.015 (jax, seeds 0..23, data seed 0). Chosen "
         "on those seeds, so confirmed on fresh base seeds.",
+        "coord-check-transformer confirmed on fresh base seeds after the two changes above (calibration/ci/"
+        "coord-check-transformer, jax, each law at 0.000413): 100 runs of the premise (57001..57100) and 100 over the "
+        "scope (58001..58100) all held, and the standard control was rejected in all 200 (3 seeds a width every time: "
+        "its logits' and blocks' exponents +1.01..+2.11 over the runs). Under muP the second block's logits' exponent "
+        "ranged over -0.33..0.00 in the 200 runs (the paper's flat law's band is +-0.15) and the other coordinates' "
+        "over -0.28..+0.05; the smallest limit was the second logits', 0.105. The design (claim looks 9/18/36/63) was chosen on 20 other runs "
+        "(calibration/design/coord-check-transformer).",
     ),
 )
