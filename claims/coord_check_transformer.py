@@ -123,7 +123,8 @@ COORD_CHECK_TRANSFORMER = Claim(
         "scope (58001..58100) all held, and the standard control was rejected in all 200 (3 seeds a width every time: "
         "its logits' and blocks' exponents +1.01..+2.11 over the runs). Under muP the second block's logits' exponent "
         "ranged over -0.33..0.00 in the 200 runs (the flat law's band, the MLP coord-check's, is +-0.15) and the other "
-        "coordinates' over -0.28..+0.05; the smallest limit was the second logits', 0.105. The design (claim looks 9/18/36/63) was chosen on 20 other runs "
+        "coordinates' over -0.28..+0.05; the smallest limit was the second logits', 0.105. The design (claim looks "
+        "9/18/36/63) was chosen on 20 other runs "
         "(calibration/design/coord-check-transformer).",
     ),
 )
