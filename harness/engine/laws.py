@@ -393,53 +393,13 @@ class CountPowerLaw(PowerLaw):
 
 # -- laws for learning-rate transfer and width-independence (issue 11) --------------------------------------------
 @dataclass(frozen=True)
-class LogSlope(Law):
-    """The summary (already on a log scale, e.g. log2 of an optimal learning rate) is linear in log(scale): the
-    least-squares slope against ``log_base`` log(scale) lies in ``band``. With ``log_base=2`` and the summary in
-    log2 units, a slope s means the summary moves s grid steps per doubling of the scale (and 4 s over 16x).
-    Interval: the ``"t"`` method on the per-scale seed summaries (jackknife, delta method, Welch df); unlike
-    :class:`PowerLaw` no log is taken of the summary, so it may be negative."""
-    log_base: float = 2.0
+class LinearInSummaries(Law):
+    """Base of the laws whose estimate is a fixed linear combination ``_weights(scales) @ summaries`` of the
+    per-scale seed summaries (no log taken, so it may be negative): the ``"t"`` interval on them (jackknife, delta
+    method, Welch-Satterthwaite df). Subclasses define ``_weights``."""
 
     def _weights(self, scales):
-        from .stats import slope_weights
-        return slope_weights(scales) * np.log(self.log_base)
-
-    def point(self, scales, samples):
-        return float(self._weights(scales) @ np.array([self.summary(s) for s in samples]))
-
-    def interval(self, scales, samples, confidence):
-        from .stats import _check, jackknife, t_estimate
-        parts = [jackknife(s, self.summary) for s in samples]
-        note = _check(parts, scales, confidence, "the summary")
-        point = self.point(scales, samples)
-        if note:
-            return undefined(confidence, "t", note, point)
-        return t_estimate(parts, self._weights(scales), confidence)
-
-    def min_scales(self):
-        return 2
-
-    def describe(self):
-        return self.what or f"slope of {self.statistic} against log{self.log_base:g}(scale)"
-
-
-@dataclass(frozen=True)
-class Limit(Law):
-    """The summary's limit as the scale grows: the intercept ``a`` of the least-squares line of the per-scale
-    summaries against ``scale ** -rate`` (``summary ~ a + b scale^-rate``; ``rate=0.5``: a finite-width correction of
-    order n^-1/2), in ``band``. With band ``(0, None)`` it says the quantity converges to a nonzero limit, the
-    non-vanishing half of "Theta(1) in the width", while a drift toward that limit is allowed: a quantity that
-    vanishes as ``n^-rate`` has limit 0 (its interval straddles 0: inconclusive), one that vanishes faster has a
-    negative intercept (refuted). Interval: the ``"t"`` method on the per-scale seed summaries (jackknife,
-    Welch-Satterthwaite df), as :class:`LogSlope`'s, with the intercept's weights; the extrapolation to
-    ``scale^-rate = 0`` makes it wider than the summary's interval at any one scale."""
-    rate: float = 0.5
-
-    def _weights(self, scales):
-        x = np.asarray(scales, dtype=float) ** -self.rate
-        xc = x - x.mean()
-        return 1.0 / len(x) - x.mean() * xc / np.sum(xc ** 2)
+        raise NotImplementedError
 
     def point(self, scales, samples):
         return float(self._weights(scales) @ np.array([self.summary(s) for s in samples]))
@@ -454,6 +414,41 @@ class Limit(Law):
 
     def min_scales(self):
         return 2
+
+
+@dataclass(frozen=True)
+class LogSlope(LinearInSummaries):
+    """The summary (already on a log scale, e.g. log2 of an optimal learning rate) is linear in log(scale): the
+    least-squares slope against ``log_base`` log(scale) lies in ``band``. With ``log_base=2`` and the summary in
+    log2 units, a slope s means the summary moves s grid steps per doubling of the scale (and 4 s over 16x).
+    Interval: the ``"t"`` method on the per-scale seed summaries (jackknife, delta method, Welch df); unlike
+    :class:`PowerLaw` no log is taken of the summary, so it may be negative."""
+    log_base: float = 2.0
+
+    def _weights(self, scales):
+        from .stats import slope_weights
+        return slope_weights(scales) * np.log(self.log_base)
+
+    def describe(self):
+        return self.what or f"slope of {self.statistic} against log{self.log_base:g}(scale)"
+
+
+@dataclass(frozen=True)
+class Limit(LinearInSummaries):
+    """The summary's limit as the scale grows: the intercept ``a`` of the least-squares line of the per-scale
+    summaries against ``scale ** -rate`` (``summary ~ a + b scale^-rate``; ``rate=0.5``: a finite-width correction of
+    order n^-1/2), in ``band``. With band ``(0, None)`` it says the quantity converges to a nonzero limit, the
+    non-vanishing half of "Theta(1) in the width", while a drift toward that limit is allowed: a quantity that
+    vanishes as ``n^-rate`` has limit 0 (its interval straddles 0: inconclusive), one that vanishes faster has a
+    negative intercept (refuted). Interval: the ``"t"`` method on the per-scale seed summaries (jackknife,
+    Welch-Satterthwaite df), as :class:`LogSlope`'s, with the intercept's weights; the extrapolation to
+    ``scale^-rate = 0`` makes it wider than the summary's interval at any one scale."""
+    rate: float = 0.5
+
+    def _weights(self, scales):
+        x = np.asarray(scales, dtype=float) ** -self.rate
+        xc = x - x.mean()
+        return 1.0 / len(x) - x.mean() * xc / np.sum(xc ** 2)
 
     def describe(self):
         return self.what or f"limit of {self.statistic} (intercept of a + b scale^-{self.rate:g})"
