@@ -348,3 +348,48 @@ def test_a_model_the_framework_cannot_vmap_takes_the_batch_jacobian():
     k = be.ntk(model, params, x, method="jacobian")
     assert be._no_vmap
     np.testing.assert_allclose(k, be.ntk(model, params, x, method="ntvp"), rtol=1e-10)
+
+
+def test_torch_takes_expanded_weights_where_the_model_broadcasts_and_the_vmap_where_it_mixes_the_batch():
+    """torch's per-example Jacobians come from expanded weights (each input a member of an ensemble sharing the
+    weights: one batched backward pass) once a first call has found them equal to functorch's vmap; a model that
+    mixes the inputs of its batch (here: it centres them) gives other numbers on the member axis and stays on the
+    vmap, with the vmap's NTK; so does a first call on a single input, which cannot tell the two apart."""
+    pytest.importorskip("torch")
+    import copy
+
+    from harness import get_backend
+    from harness.backends._base import Backend
+    from harness.cnn import CNN
+    from harness.cnn_kernels import Activation, Conv, Dense, GlobalAvgPool
+    cnn = CNN((5, 5, 2), (Conv(3, W_std=1.4, b_std=0.1), Activation("relu"), GlobalAvgPool(), Dense(1.4)), 4, "ntk",
+              output_dim=2)
+    seen = []
+
+    def spy(p, x, ops):                 # the CNN, recording the rank of each input it is applied to
+        seen.append(len(x.shape))
+        return cnn.apply(p, x, ops)
+
+    def centred(p, x, ops):             # mixes the batch: each input minus the batch's mean input
+        seen.append(len(x.shape))
+        return cnn.apply(p, x - ops.mean(x, axis=0, keepdims=True), ops)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 5, 5, 2))
+    for apply_fn, broadcasts in ((spy, True), (centred, False)):
+        be = get_backend("torch", dtype="float64")
+        model = FunctionModel(apply_fn.__name__, cnn.init, apply_fn, output_dim=2)
+        params = be.init(model, 0)
+        vmapped = copy.copy(be)
+        vmapped._cache, vmapped._no_vmap = {}, set()
+        vmapped._example_jacobians = lambda m, _be=vmapped: Backend._example_jacobians(_be, m)
+        want = vmapped.ntk(model, params, x, method="jacobian")
+        seen.clear()
+        be.ntk(model, params, x[:1], method="jacobian")              # one input: the vmap, nothing decided
+        assert 5 not in seen
+        first = be.ntk(model, params, x, method="jacobian")          # both routes, compared
+        assert 5 in seen
+        seen.clear()
+        again = be.ntk(model, params, x, method="jacobian")
+        assert (5 in seen) is broadcasts and (4 in seen) is not broadcasts, seen
+        for k in (first, again):
+            np.testing.assert_allclose(k, want, rtol=1e-12, atol=1e-14)
