@@ -214,7 +214,7 @@ class CNN(Model):
                 out[f"b{l}"] = bs.lr(optimizer_kind)
         return out
 
-    def analytic_kernels(self, x1, x2=None, block: int = 16):
+    def analytic_kernels(self, x1, x2=None, block: int | None = None):
         """Infinite-width (NNGP, NTK) of this architecture in the NTK parametrisation (stax's), float64:
         :func:`harness.cnn_kernels.cnn_kernels` on ``(N, *input_shape)`` images. Gaussian first-layer weights
         and biases are assumed: another ``init_dist`` for them is refused (use :mod:`harness.montecarlo`)."""

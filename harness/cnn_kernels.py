@@ -18,18 +18,22 @@ pattern; the finite layers of issue 22 will sit beside them):
 - :class:`GlobalAvgPool`: the mean over all pairs of positions. :class:`Flatten`: the mean over ``p = p'``.
 
 **What it costs.** Global average pooling (and average pooling) needs the covariance between every pair of
-positions, ``N1 N2 (H W)^2`` numbers per layer; a network without pooling, read out by :class:`Flatten`, needs
-only ``p = p'``, ``N1 N2 H W`` (neural-tangents' ``diagonal_spatial``), chosen automatically. Image pairs are
-processed ``block`` rows of ``x1`` at a time (with ``x2`` omitted, only the columns from the block's first row on:
-the kernels are symmetric, which halves the work), so memory is ``block * N2 * (H W)^2 * 8`` bytes per live array
-(64 images of 8x8, block 16: 32 MiB each); time grows like ``N1 N2 (H W)^2`` times the filter's width per layer.
-Measured on the 2-core machine, one thread, float64 (``asv_benchmarks/nt_cnn.py``, both halves in one sitting,
-twice): 64 8x8x3 images through three 3x3 ReLU convolutions and global average pooling took 1.9 s and 284 MB peak
-RSS, neural-tangents' jitted ``kernel_fn`` 1.9-2.0 s; with erf and average pooling 0.82-0.87 s against 0.60-0.74 s;
-read out by flatten 0.015 s against 0.009 s; 1-D signals of length 16 0.045 s against 0.067 s. By the ``(H W)^2``
-count, 16x16 images with pooling cost about 16 times the 8x8 figure (time and memory). The two agree to 3e-9
-relative. ``tests/test_cnn_kernels.py`` checks the maps against a loop over pairs of positions, the MLP's kernels
-(1x1 images) and Monte Carlo over finite CNNs in NumPy.
+positions, ``N1 N2 (H W)^2`` numbers per layer; a network without pooling, read out by :class:`Flatten`, needs only
+``p = p'``, ``N1 N2 H W`` (neural-tangents' ``diagonal_spatial``), chosen automatically. The image pairs (with
+``x2`` omitted only ``i <= j``: the kernels are symmetric) are processed ``block`` pairs at a time, the NNGP and the
+NTK stacked in one array so that each layer's map is one pass over both; by default a block's arrays are cache-sized
+(256 KiB, at least 16 pairs, at most 64 MiB: :data:`BLOCK_BYTES`): on the 2-core machine the global-pooling problem
+below took 0.64 s in blocks of 16 pairs (1 MiB) and 0.86-0.94 s in blocks of 16-32 MiB. Time grows like
+``N1 N2 (H W)^2`` times the filter's width per layer. Measured on the 2-core machine, one thread, float64
+(``asv_benchmarks/nt_cnn.py``, both halves in one sitting, twice, 2026-12-05): 64 8x8x3 images through three 3x3
+ReLU convolutions and global average pooling took 0.62-0.63 s (neural-tangents' jitted ``kernel_fn`` 1.65-1.67 s)
+and 127 MB peak RSS (24 MB over the interpreter's); with erf and average pooling 0.26 s against 0.50-0.51 s; 1-D
+signals of length 16 0.021 s against 0.051-0.053 s; read out by flatten 7 ms against 7-8 ms, and with a stride-2
+first convolution 2.5-2.7 ms against 2.0-2.1 ms (there numpy's per-call cost dominates and XLA's fused program is
+faster). 64 16x16x3 images with pooling took 13 s and 488 MB peak RSS (the ``(H W)^2`` count says 16 times the 8x8
+figure). The two agree to 3e-9 relative.
+``tests/test_cnn_kernels.py`` checks the maps against a loop over pairs of positions, the MLP's kernels (1x1
+images) and Monte Carlo over finite CNNs in NumPy.
 """
 from __future__ import annotations
 
@@ -153,21 +157,52 @@ def _check_images(x, name, spatial=None):
     return x
 
 
-def _window_mean(a, axis, k, s, padding):
-    """The mean of ``k`` consecutive entries (stride ``s``, zero padding) along ``axis``."""
-    size = a.shape[axis]
+def _offsets(size, k, s, padding):
+    """The filter offsets ``d`` of a window ``k`` (stride ``s``) over ``size`` positions that reach the input, each
+    ``(d, first, last)``: output positions ``first..last`` read input ``o * s + d - lo`` (zero padding elsewhere);
+    the output length and ``lo`` as :func:`_out_and_pad`."""
     out, lo, _ = _out_and_pad(size, k, s, padding)
-    shape = list(a.shape)
-    shape[axis] = out
-    acc = np.zeros(shape)
+    ranges = []
     for d in range(k):
         first = max(0, -(-(lo - d) // s))              # output o reads input o * s + d - lo where it exists
         last = min(out - 1, (size - 1 + lo - d) // s)
         if last >= first:
-            src, dst = [slice(None)] * a.ndim, [slice(None)] * a.ndim
-            src[axis] = slice(first * s + d - lo, last * s + d - lo + 1, s)
-            dst[axis] = slice(first, last + 1)
-            acc[tuple(dst)] += a[tuple(src)]
+            ranges.append((d, first, last))
+    return out, lo, ranges
+
+
+def _filter_sum(a, axes, k, s, padding):
+    """``sum_d a(o * s + d - lo)`` over the offsets of a window ``k``, zero padded, along each axis of ``axes`` (all
+    shifted together: a pair of positions moved by the same offset), each offset added into its valid range in
+    place. The sum is taken in the offsets' order, starting from zero; where one of the first two offsets covers
+    every output position the sum starts from a copy of its slice instead, which gives the same floating-point
+    numbers (``0 + x = x``, and two terms commute), so the kernels do not depend on this shortcut."""
+    size = a.shape[axes[0]]
+    out, lo, ranges = _offsets(size, k, s, padding)
+    shape = list(a.shape)
+    for i in axes:
+        shape[i] = out
+
+    def index(r, src):
+        idx = [slice(None)] * a.ndim
+        d, first, last = r
+        for i in axes:
+            idx[i] = slice(first * s + d - lo, last * s + d - lo + 1, s) if src else slice(first, last + 1)
+        return tuple(idx)
+    full = next((j for j, r in enumerate(ranges[:2]) if r[1] == 0 and r[2] == out - 1), None)
+    if full is None:
+        acc = np.zeros(shape)
+    else:
+        acc = np.array(a[index(ranges[full], True)])
+    for j, r in enumerate(ranges):
+        if j != full:
+            acc[index(r, False)] += a[index(r, True)]
+    return acc
+
+
+def _window_mean(a, axis, k, s, padding):
+    """The mean of ``k`` consecutive entries (stride ``s``, zero padding) along ``axis``."""
+    acc = _filter_sum(a, (axis % a.ndim,), k, s, padding)
     acc /= k
     return acc
 
@@ -187,29 +222,14 @@ class _Pairs:
 
     def conv(self, a, layer):
         """``mean_d a(p + d, p' + d)`` over the filter's offsets, zero padded, strided (both positions shifted
-        together). The filter is a product over the spatial axes, so this is one pass per axis (a 1-D filter
-        along each pair of axes, as stax does), each offset added into its valid range (no padded copy)."""
+        together). The filter is a product over the spatial axes, so this is one pass per axis (a 1-D filter along
+        each pair of axes, as stax does), each offset added into its valid range (no padded copy). Leading axes of
+        ``a`` (image pairs, NNGP and NTK stacked) broadcast."""
         ks = _tuple(layer.filter_shape, self.spatial, "filter_shape")
         ss = _tuple(layer.strides, self.spatial, "strides")
         for ax, k, s in zip(self.axes(a), ks, ss):
-            size = a.shape[ax[0]]
-            out, lo, _ = _out_and_pad(size, k, s, layer.padding)
-            shape = list(a.shape)
-            for i in ax:
-                shape[i] = out
-            acc = np.zeros(shape)
-            for d in range(k):
-                # output position o reads input o * s + d - lo, where that is inside 0..size-1
-                first = max(0, -(-(lo - d) // s))
-                last = min(out - 1, (size - 1 + lo - d) // s)
-                if last < first:
-                    continue
-                src, dst = [slice(None)] * a.ndim, [slice(None)] * a.ndim
-                for i in ax:
-                    src[i] = slice(first * s + d - lo, last * s + d - lo + 1, s)
-                    dst[i] = slice(first, last + 1)
-                acc[tuple(dst)] += a[tuple(src)]
-            a = acc / k
+            a = _filter_sum(a, ax, k, s, layer.padding)
+            a /= k
         return a
 
     def pool(self, a, layer):
@@ -236,8 +256,8 @@ class _Pairs:
         return a.mean(axis=tuple(range(a.ndim - 2 * self.spatial, a.ndim)))
 
     def self_var(self, v):
-        """Per-position variances ``v (N, H[, W])`` against an image's own pair array ``(N, H, H'[, W, W'])``: on
-        the first and on the second position of each pair."""
+        """Per-position variances ``v (P, H[, W])`` against a pair array ``(P, H, H'[, W, W'])`` (an image's own, or
+        the image pairs of a block): on the first and on the second position of each pair of positions."""
         if not self.full:
             return v, v
         n = v.shape[0]
@@ -247,36 +267,55 @@ class _Pairs:
             shape2 += [1, h]
         return v.reshape(shape1), v.reshape(shape2)
 
-    def outer_var(self, v1, v2):
-        """Broadcast per-position variances ``v1 (N1, H, W)``, ``v2 (N2, H, W)`` against a pair array
-        ``(N1, N2, ...)``: ``v1`` on the first position of each pair, ``v2`` on the second."""
-        n1, n2 = v1.shape[0], v2.shape[0]
-        if not self.full:
-            return v1[:, None], v2[None, :]
-        shape1, shape2 = [n1, 1], [1, n2]
-        for h in v1.shape[1:]:
-            shape1 += [h, 1]
-            shape2 += [1, h]
-        return v1.reshape(shape1), v2.reshape(shape2)
+
+def _duals(act, a, st, b):
+    """The activation's map on ``st`` (the NNGP ``s = st[0]`` and NTK ``t = st[1]``, stacked), in place:
+    ``s <- E[phi(u) phi(v)]``, ``t <- t * E[phi'(u) phi'(v)]`` for variances ``a``, ``b`` and covariance ``s``.
+    ReLU's and erf's with their shared terms computed once (:mod:`harness.activations`' formulas: ReLU's
+    ``sqrt(a b) (sin + (pi - theta) cos) / 2 pi`` and ``(pi - theta) / 2 pi``, erf's ``2/pi arcsin(2 s / sqrt(D))``
+    and ``4/pi / sqrt(D - 4 s^2)`` with ``D = (1 + 2a)(1 + 2b)``), the others from :mod:`harness.activations`."""
+    s, t = st[0], st[1]
+    if act.name == "relu":
+        root = a * b                                  # the full pair array, by broadcasting
+        root -= s * s
+        np.maximum(root, 0.0, out=root)
+        np.sqrt(root, out=root)                       # sqrt(a b - s^2) = sqrt(a b) sin(theta)
+        theta = np.arctan2(root, s)                   # accurate near 0 (arccos of s / sqrt(a b) is not)
+        np.subtract(np.pi, theta, out=theta)          # pi - theta
+        s *= theta
+        s += root
+        s /= 2 * np.pi
+        theta /= 2 * np.pi
+        t *= theta
+    elif act.name == "erf":
+        d = (1 + 2 * a) * (1 + 2 * b)                 # the full pair array, by broadcasting
+        q = s * s
+        q *= -4
+        q += d
+        np.sqrt(q, out=q)                             # sqrt(D - 4 s^2)
+        np.divide(4 / np.pi, q, out=q)
+        t *= q
+        np.sqrt(d, out=d)
+        s *= 2
+        s /= d
+        np.clip(s, -1, 1, out=s)
+        np.arcsin(s, out=s)
+        s *= 2 / np.pi
+    else:
+        dd = ddual(act, a, s, b)
+        s[...] = dual(act, a, s, b)
+        t *= dd
 
 
-def _duals(act, a, s, b, t):
-    """``(E[phi(u) phi(v)], t * E[phi'(u) phi'(v)])`` for variances ``a``, ``b`` and covariance ``s``; ReLU's
-    with one angle for both and in place (:func:`harness.activations._relu_dual`'s formulas), the others from
-    :mod:`harness.activations`."""
-    if act.name != "relu":
-        return dual(act, a, s, b), t * ddual(act, a, s, b)
-    root = a * b                                      # the full pair array, by broadcasting
-    root -= s * s
-    np.maximum(root, 0.0, out=root)
-    np.sqrt(root, out=root)                           # sqrt(a b - s^2) = sqrt(a b) sin(theta)
-    sdot = np.arctan2(root, s)                        # theta, accurate near 0 (arccos of s / sqrt(a b) is not)
-    np.subtract(np.pi, sdot, out=sdot)                # pi - theta
-    k = np.multiply(sdot, s)
-    k += root
-    k /= 2 * np.pi                                    # sqrt(a b) (sin + (pi - theta) cos) / 2 pi
-    sdot /= 2 * np.pi
-    return k, np.multiply(t, sdot, out=sdot)
+def _cross(x1, x2, pairs):
+    """The input covariance of each pair of images ``(x1[p], x2[p])``, ``x1 . x2 / C`` over pairs of positions:
+    ``(P, H, H'[, W, W'])`` (or its diagonal ``(P, H[, W])``)."""
+    c = x1.shape[-1]
+    if pairs.full:
+        sub = "apc,aqc->apq" if pairs.spatial == 1 else "ahwc,agvc->ahgwv"
+    else:
+        sub = "apc,apc->ap" if pairs.spatial == 1 else "ahwc,ahwc->ahw"
+    return np.einsum(sub, x1, x2) / c
 
 
 def _self_covariances(x, layers, pairs):
@@ -291,7 +330,9 @@ def _self_covariances(x, layers, pairs):
     for layer in layers:
         out.append(cov)
         if isinstance(layer, Conv):
-            cov = layer.W_std ** 2 * pairs.conv(cov, layer) + layer.b_std ** 2
+            cov = pairs.conv(cov, layer)
+            cov *= layer.W_std ** 2
+            cov += layer.b_std ** 2
         elif isinstance(layer, AvgPool):
             cov = pairs.pool(cov, layer)
         else:
@@ -301,53 +342,80 @@ def _self_covariances(x, layers, pairs):
     return out
 
 
-def cnn_kernels(layers, x1, x2=None, *, block: int = 16) -> Kernels:
+BLOCK_BYTES = 2 ** 18           # a block's NNGP and NTK arrays together: 256 KiB, cache-sized ...
+BLOCK_MIN_PAIRS = 16            # ... but at least 16 image pairs (fewer, larger steps where a pair's arrays are big)
+BLOCK_MAX_BYTES = 2 ** 26       # ... within 64 MiB
+
+
+def cnn_kernels(layers, x1, x2=None, *, block: int | None = None) -> Kernels:
     """(NNGP, NTK) of the CNN ``layers`` between the images ``x1`` ``(N1, H[, W], C)`` and ``x2`` (default
     ``x1``), each ``(N1, N2)`` float64: the infinite-channel limit in the NTK parametrisation, neural-tangents'
-    ``stax`` conventions. ``block`` rows of ``x1`` are processed at a time (memory, see the module docstring)."""
+    ``stax`` conventions. The pairs of images (with ``x2`` omitted only those ``i <= j``: the kernels are
+    symmetric) are processed ``block`` pairs at a time (memory and speed, see the module docstring); default: as
+    many as keep a block's NNGP and NTK arrays within :data:`BLOCK_BYTES` (256 KiB) together, but at least
+    :data:`BLOCK_MIN_PAIRS` (16) as long as that stays within :data:`BLOCK_MAX_BYTES` (64 MiB)."""
     x1 = _check_images(x1, "x1")
     x2 = x1 if x2 is None else _check_images(x2, "x2", x1.ndim - 2)
     if x2.shape[1:-1] != x1.shape[1:-1] or x2.shape[-1] != x1.shape[-1]:
         raise HarnessError(f"x1 {x1.shape[1:]} and x2 {x2.shape[1:]} must have the same image shape")
-    if isinstance(block, bool) or int(block) != block or block < 1:
-        raise HarnessError(f"block must be a positive integer, got {block!r}")
     spatial = x1.ndim - 2
     layers = _check_layers(layers, spatial)
     full = any(isinstance(layer, (AvgPool, GlobalAvgPool)) for layer in layers)
+    if block is None:
+        pair_bytes = 2 * 8 * int(np.prod(x1.shape[1:-1])) ** (2 if full else 1)
+        block = max(1, min(max(BLOCK_BYTES // pair_bytes, BLOCK_MIN_PAIRS), BLOCK_MAX_BYTES // pair_bytes))
+    if isinstance(block, bool) or int(block) != block or block < 1:
+        raise HarnessError(f"block must be a positive integer, got {block!r}")
+    block = int(block)
     pairs = _Pairs(spatial, full)
     flat_at = next(i for i, layer in enumerate(layers) if isinstance(layer, (Flatten, GlobalAvgPool)))
+    same = x2 is x1
     own1 = _self_covariances(x1, layers[:flat_at], pairs)
-    own2 = own1 if x2 is x1 else _self_covariances(x2, layers[:flat_at], pairs)
-    c = x1.shape[-1]
-    nngp = np.empty((x1.shape[0], x2.shape[0]))
+    own2 = own1 if same else _self_covariances(x2, layers[:flat_at], pairs)
+    var1 = [pairs.diagonal(c) if full else c for c in own1]         # per-position variances at each layer's input
+    var2 = var1 if same else [pairs.diagonal(c) if full else c for c in own2]
+    n1, n2 = x1.shape[0], x2.shape[0]
+    if same:
+        first, second = np.triu_indices(n1)
+    else:
+        first, second = np.repeat(np.arange(n1), n2), np.tile(np.arange(n2), n1)
+    nngp = np.empty((n1, n2))
     ntk = np.empty_like(nngp)
-    same = x2 is x1                 # symmetric: a block of rows needs only the columns from its first row on
-    for start in range(0, x1.shape[0], int(block)):
-        rows = slice(start, start + int(block))
-        cols = slice(start if same else 0, x2.shape[0])
-        if full:
-            sub = "apc,bqc->abpq" if spatial == 1 else "ahwc,bgvc->abhgwv"
-        else:
-            sub = "apc,bpc->abp" if spatial == 1 else "ahwc,bhwc->abhw"
-        s = np.einsum(sub, x1[rows], x2[cols]) / c
-        t = np.zeros_like(s)
-        for i, layer in enumerate(layers[:flat_at]):
+    for start in range(0, len(first), block):
+        i, j = first[start:start + block], second[start:start + block]
+        s = _cross(x1[i], x2[j], pairs)      # (pairs, ...): image pair p is (x1[i[p]], x2[j[p]])
+        st = None                   # the NNGP and NTK stacked, (2, ...); until the first convolution the NTK is 0
+        for k, layer in enumerate(layers[:flat_at]):
             if isinstance(layer, Conv):
-                s = layer.W_std ** 2 * pairs.conv(s, layer) + layer.b_std ** 2
-                t = layer.W_std ** 2 * pairs.conv(t, layer) + s
+                if st is None:      # T' = W^2 mean_d T + S' with T = 0: S' itself
+                    s = pairs.conv(s, layer)
+                    s *= layer.W_std ** 2
+                    st = np.empty((2,) + s.shape)
+                    np.add(s, layer.b_std ** 2, out=st[0])
+                    st[1] = st[0]
+                else:
+                    st = pairs.conv(st, layer)
+                    st *= layer.W_std ** 2
+                    st[0] += layer.b_std ** 2
+                    st[1] += st[0]
             elif isinstance(layer, AvgPool):
-                s, t = pairs.pool(s, layer), pairs.pool(t, layer)
+                if st is None:
+                    s = pairs.pool(s, layer)
+                else:
+                    st = pairs.pool(st, layer)
             else:
-                act = get_activation(layer.name)
-                v1 = pairs.diagonal(own1[i][rows]) if full else own1[i][rows]
-                v2 = pairs.diagonal(own2[i][cols]) if full else own2[i][cols]
-                a, b = pairs.outer_var(v1, v2)
-                s, t = _duals(act, a, s, b, t)
-        s, t = pairs.readout(s, layers[flat_at]), pairs.readout(t, layers[flat_at])
+                if st is None:
+                    st = np.stack([s, np.zeros_like(s)])
+                a, b = pairs.self_var(var1[k][i])[0], pairs.self_var(var2[k][j])[1]
+                _duals(get_activation(layer.name), a, st, b)
+        if st is None:
+            st = np.stack([s, np.zeros_like(s)])
+        st = pairs.readout(st, layers[flat_at])
+        s, t = st[0], st[1]
         for layer in layers[flat_at + 1:]:
             s = layer.W_std ** 2 * s + layer.b_std ** 2
             t = layer.W_std ** 2 * t + s
-        nngp[rows, cols], ntk[rows, cols] = s, t
+        nngp[i, j], ntk[i, j] = s, t
     if same:
-        nngp, ntk = (np.triu(k) + np.triu(k, 1).T for k in (nngp, ntk))
+        nngp[second, first], ntk[second, first] = nngp[first, second], ntk[first, second]
     return Kernels(nngp=nngp, ntk=ntk)

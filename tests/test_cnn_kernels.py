@@ -113,7 +113,8 @@ ARCHITECTURES = {
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_kernels_are_the_recursion_over_pairs_of_positions(name):
     """The vectorised maps (one pass per axis, valid ranges instead of padding, the diagonal-only form without
-    pooling, blocks of rows) equal the recursion written as loops, on 2-D images with two different sets."""
+    pooling, blocks of image pairs, only the upper triangle with one set) equal the recursion written as loops, on
+    2-D images with two different sets and with one."""
     rng = np.random.default_rng(1)
     x1, x2 = rng.standard_normal((3, 5, 6, 2)), rng.standard_normal((2, 5, 6, 2))
     layers = ARCHITECTURES[name]
@@ -123,6 +124,12 @@ def test_kernels_are_the_recursion_over_pairs_of_positions(name):
     np.testing.assert_allclose(k.ntk, ntk, rtol=1e-12)
     same = cnn_kernels(layers, x1)
     np.testing.assert_allclose(same.ntk, same.ntk.T, rtol=1e-12)
+    nngp, ntk = _brute(layers, x1, x1)
+    for k in (same, cnn_kernels(layers, x1, block=1)):
+        # an image with itself: ReLU's angle is 0 at p = p', where arctan2(sqrt(a b - s^2), s) turns rounding in
+        # a b - s^2 into ~sqrt(eps) of the NTK (the loops' rounding is not the maps'); 1e-12 elsewhere above
+        np.testing.assert_allclose(k.nngp, nngp, rtol=1e-12)
+        np.testing.assert_allclose(k.ntk, ntk, rtol=1e-9)
     assert np.linalg.eigvalsh(same.nngp).min() > 0 and np.linalg.eigvalsh(same.ntk).min() > 0
 
 
