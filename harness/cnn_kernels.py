@@ -37,6 +37,7 @@ images) and Monte Carlo over finite CNNs in NumPy.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,32 +172,40 @@ def _offsets(size, k, s, padding):
     return out, lo, ranges
 
 
+@functools.lru_cache(maxsize=256)
+def _filter_plan(ndim, axes, size, k, s, padding):
+    """:func:`_filter_sum`'s slices for an array of ``ndim`` axes: the output length, the index of the slice the sum
+    starts from (``None``: zeros) and the (destination, source) index pairs added into it, in the offsets' order."""
+    out, lo, ranges = _offsets(size, k, s, padding)
+
+    def index(r, src):
+        idx = [slice(None)] * ndim
+        d, first, last = r
+        for i in axes:
+            idx[i] = slice(first * s + d - lo, last * s + d - lo + 1, s) if src else slice(first, last + 1)
+        return tuple(idx)
+    full = next((j for j, r in enumerate(ranges[:2]) if r[1] == 0 and r[2] == out - 1), None)
+    start = None if full is None else index(ranges[full], True)
+    adds = tuple((index(r, False), index(r, True)) for j, r in enumerate(ranges) if j != full)
+    return out, start, adds
+
+
 def _filter_sum(a, axes, k, s, padding):
     """``sum_d a(o * s + d - lo)`` over the offsets of a window ``k``, zero padded, along each axis of ``axes`` (all
     shifted together: a pair of positions moved by the same offset), each offset added into its valid range in
     place. The sum is taken in the offsets' order, starting from zero; where one of the first two offsets covers
     every output position the sum starts from a copy of its slice instead, which gives the same floating-point
     numbers (``0 + x = x``, and two terms commute), so the kernels do not depend on this shortcut."""
-    size = a.shape[axes[0]]
-    out, lo, ranges = _offsets(size, k, s, padding)
-    shape = list(a.shape)
-    for i in axes:
-        shape[i] = out
-
-    def index(r, src):
-        idx = [slice(None)] * a.ndim
-        d, first, last = r
+    out, start, adds = _filter_plan(a.ndim, tuple(axes), a.shape[axes[0]], k, s, padding)
+    if start is None:
+        shape = list(a.shape)
         for i in axes:
-            idx[i] = slice(first * s + d - lo, last * s + d - lo + 1, s) if src else slice(first, last + 1)
-        return tuple(idx)
-    full = next((j for j, r in enumerate(ranges[:2]) if r[1] == 0 and r[2] == out - 1), None)
-    if full is None:
+            shape[i] = out
         acc = np.zeros(shape)
     else:
-        acc = np.array(a[index(ranges[full], True)])
-    for j, r in enumerate(ranges):
-        if j != full:
-            acc[index(r, False)] += a[index(r, True)]
+        acc = np.array(a[start])
+    for dst, src in adds:
+        acc[dst] += a[src]
     return acc
 
 
