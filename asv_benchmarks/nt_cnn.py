@@ -13,8 +13,9 @@ and for the empirical NTK of a finite CNN (the weights drawn by ``harness.cnn.CN
     python asv_benchmarks/nt_cnn.py compare-ntk /tmp/nt_ntk.npz              # ours, jax and torch
 
 The peer half imports only numpy, jax and neural_tangents (no harness), the other half only the harness. Each
-architecture is timed as the best of ``REPEATS`` calls (or more, :func:`_best`) after one warm-up call (stax's ``kernel_fn`` jitted, so its
-compilation is not counted), one CPU thread each (run them one after the other, not side by side).
+architecture is timed as the best of at least ``REPEATS`` calls (:func:`_best`) after one warm-up call (stax's
+``kernel_fn`` jitted, so its compilation is not counted), one CPU thread each (run them one after the other, not
+side by side).
 """
 from __future__ import annotations
 
